@@ -1,0 +1,414 @@
+//! The results: the machine, a Markdown table per backend (for the README)
+//! and the same figures as JSON.
+
+use std::{fmt::Write as _, path::Path};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::{
+    baseline::BaselineResult,
+    herald::Backend,
+    load::{ClientKind, Latency, LoadSummary},
+    phases::{IngestResult, WebhookResult},
+    rss::Memory,
+};
+
+/// Everything one run measured.
+#[derive(Serialize)]
+pub struct Results {
+    pub machine: Machine,
+    pub config: RunConfig,
+    pub baseline: BaselineResult,
+    pub backends: Vec<BackendReport>,
+}
+
+/// The machine the figures come from.
+#[derive(Serialize)]
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu_model: String,
+    pub mem_total_mib: u64,
+    pub kernel: String,
+}
+
+/// The load parameters.
+#[derive(Serialize)]
+pub struct RunConfig {
+    pub clients: usize,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    pub e2e_events: u64,
+    pub fanout_events: u64,
+    pub fanout_sinks: usize,
+    pub client: ClientKind,
+}
+
+/// The phases on one backend.
+#[derive(Serialize)]
+pub struct BackendReport {
+    pub backend: Backend,
+    pub skipped: Option<String>,
+    pub ingest: Option<Phase<IngestResult>>,
+    pub webhooks: Vec<Phase<WebhookResult>>,
+    /// Answers that differed from Herald's API contract, as seen.
+    pub deviations: Vec<String>,
+}
+
+/// A phase's figures, or why there are none.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Phase<T> {
+    Done(T),
+    Failed { error: String },
+}
+
+impl<T> Phase<T> {
+    pub fn failed(error: anyhow::Error) -> Self {
+        Self::Failed {
+            error: format!("{error:#}"),
+        }
+    }
+}
+
+impl BackendReport {
+    pub fn skipped(backend: Backend, reason: String) -> Self {
+        Self {
+            backend,
+            skipped: Some(reason),
+            ingest: None,
+            webhooks: Vec::new(),
+            deviations: Vec::new(),
+        }
+    }
+}
+
+impl Machine {
+    pub fn detect() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        Self {
+            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model: cpuinfo
+                .lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .and_then(|rest| rest.split_once(':'))
+                .map_or_else(|| "unknown CPU".to_owned(), |(_, model)| model.trim().to_owned()),
+            mem_total_mib: meminfo
+                .lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map_or(0, |kib| kib / 1024),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|_| "unknown".to_owned(), |release| release.trim().to_owned()),
+        }
+    }
+}
+
+impl Results {
+    /// A failed phase, or a request that failed where none should.
+    pub fn any_failure(&self) -> bool {
+        let load_failed = |load: &LoadSummary| load.errors + load.warmup_errors > 0;
+        load_failed(&self.baseline.load)
+            || self.backends.iter().any(|backend| {
+                matches!(backend.ingest, Some(Phase::Failed { .. }))
+                    || matches!(&backend.ingest, Some(Phase::Done(r)) if load_failed(&r.load))
+                    || backend.webhooks.iter().any(|phase| match phase {
+                        Phase::Failed { .. } => true,
+                        Phase::Done(r) => load_failed(&r.post),
+                    })
+            })
+    }
+}
+
+/// `52,311 req/s, p50 1.12 ms, p99 2.90 ms, 0 errors`.
+pub fn one_line(load: &LoadSummary) -> String {
+    format!(
+        "{}/s, p50 {}, p99 {}, {} errors",
+        thousands(load.per_second.round() as u64),
+        ms(load.latency.p50_us),
+        ms(load.latency.p99_us),
+        load.errors + load.warmup_errors
+    )
+}
+
+pub fn phase_line<T>(phase: &Phase<T>, done: impl Fn(&T) -> String) -> String {
+    match phase {
+        Phase::Done(result) => done(result),
+        Phase::Failed { error } => format!("FAILED: {error}"),
+    }
+}
+
+/// The report for the README: a section per backend, the baseline in each.
+pub fn markdown(results: &Results) -> String {
+    let mut out = String::new();
+    let machine = &results.machine;
+    let config = &results.config;
+    let setup = format!(
+        "Machine: {} × {} (nproc {}, {} GiB RAM, Linux {}). Load: {} concurrent clients \
+         (keep-alive HTTP/1.1, {} client) on the same machine, {} s warm-up + {} s measured. \
+         Webhook runs post {} events to 1 sink and {} events to {} sinks.",
+        machine.nproc,
+        machine.cpu_model,
+        machine.nproc,
+        machine.mem_total_mib.div_ceil(1024),
+        machine.kernel,
+        config.clients,
+        match config.client {
+            ClientKind::Hyper => "hyper",
+            ClientKind::Reqwest => "reqwest",
+        },
+        config.warmup_s,
+        config.duration_s,
+        thousands(config.e2e_events),
+        thousands(config.fanout_events),
+        config.fanout_sinks,
+    );
+    let baseline = &results.baseline;
+    let baseline_row = load_row(
+        "Baseline: axum + serde_json, no storage",
+        &baseline.load,
+        "req/s",
+        String::new(),
+    );
+    if results.backends.is_empty() {
+        let _ = writeln!(out, "## Baseline\n\n{setup}\n");
+        out.push_str(TABLE_HEAD);
+        out.push_str(&baseline_row);
+        let _ = writeln!(
+            out,
+            "\nBaseline server memory: idle {}, under load {} (VmRSS), {} (VmHWM).",
+            mib(baseline.idle_memory.rss_kib),
+            mib(baseline.loaded_memory.rss_kib),
+            mib(baseline.loaded_memory.hwm_kib)
+        );
+    }
+    for backend in &results.backends {
+        let _ = writeln!(out, "## Herald on {}\n", backend.backend.label());
+        if let Some(reason) = &backend.skipped {
+            let _ = writeln!(out, "Skipped: {reason}\n");
+            continue;
+        }
+        let _ = writeln!(out, "{setup}\n");
+        let mut notes = Vec::new();
+        out.push_str(&warnings(backend));
+        out.push_str(TABLE_HEAD);
+        out.push_str(&baseline_row);
+        let mut memory_rows = Vec::new();
+        match &backend.ingest {
+            Some(Phase::Done(r)) => {
+                let note = format!("{:.1} % of baseline", r.ratio_to_baseline * 100.0);
+                out.push_str(&load_row(
+                    "Durable ingest, `POST /v1/events`",
+                    &r.load,
+                    "events/s",
+                    note,
+                ));
+                memory_rows.push(("Idle (2 s after ready)".to_owned(), r.idle_memory));
+                memory_rows.push(("Under ingest load".to_owned(), r.loaded_memory));
+            }
+            Some(Phase::Failed { error }) => {
+                out.push_str(&failed_row("Durable ingest, `POST /v1/events`"));
+                notes.push(format!("Durable ingest failed: {error}"));
+            }
+            None => {}
+        }
+        for phase in &backend.webhooks {
+            match phase {
+                Phase::Done(r) => {
+                    let label = format!("Webhook end to end, {} sink{}", r.sinks, plural(r.sinks));
+                    out.push_str(&webhook_row(&label, r));
+                    memory_rows.push((label, r.loaded_memory));
+                }
+                Phase::Failed { error } => {
+                    out.push_str(&failed_row("Webhook end to end"));
+                    notes.push(format!("Webhook end to end failed: {error}"));
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\nWebhook rows: deliveries/s = expected deliveries ÷ time from the first post \
+             to the last delivery; p50/p99 are the latencies of those posts.\n"
+        );
+        out.push_str("| Herald memory | VmRSS | VmHWM |\n|---|--:|--:|\n");
+        for (label, memory) in &memory_rows {
+            let _ = writeln!(
+                out,
+                "| {label} | {} | {} |",
+                mib(memory.rss_kib),
+                mib(memory.hwm_kib)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| Baseline server, for comparison: idle / under load | {} / {} | {} |",
+            mib(baseline.idle_memory.rss_kib),
+            mib(baseline.loaded_memory.rss_kib),
+            mib(baseline.loaded_memory.hwm_kib)
+        );
+        let _ = writeln!(
+            out,
+            "\nUnder load = the largest VmRSS sampled every 200 ms during the phase; \
+             VmHWM is the kernel's peak.\n"
+        );
+        for note in notes {
+            let _ = writeln!(out, "- {note}");
+        }
+        if !backend.deviations.is_empty() {
+            let _ = writeln!(out, "Herald answered differently from the API contract:\n");
+            for deviation in &backend.deviations {
+                let _ = writeln!(out, "- {deviation}");
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+const TABLE_HEAD: &str = "| Measurement | Throughput | p50 | p99 | Errors | Notes |\n\
+                          |---|--:|--:|--:|--:|---|\n";
+
+fn load_row(label: &str, load: &LoadSummary, unit: &str, note: String) -> String {
+    format!(
+        "| {label} | {} {unit} | {} | {} | {} | {note} |\n",
+        thousands(load.per_second.round() as u64),
+        ms(load.latency.p50_us),
+        ms(load.latency.p99_us),
+        load.errors + load.warmup_errors,
+    )
+}
+
+fn webhook_row(label: &str, r: &WebhookResult) -> String {
+    let Latency { p50_us, p99_us, .. } = r.post.latency;
+    let mut note = format!(
+        "{} events → {} deliveries in {:.2} s (posting took {:.2} s); {} duplicate{}",
+        thousands(r.post.ok),
+        thousands(r.expected_deliveries),
+        r.elapsed_s,
+        r.post.elapsed_s,
+        thousands(r.received.duplicates),
+        plural(r.received.duplicates as usize),
+    );
+    if r.received.deliveries > r.expected_deliveries {
+        let _ = write!(
+            note,
+            "; {} more deliveries than expected",
+            r.received.deliveries - r.expected_deliveries
+        );
+    }
+    let issues = [
+        (r.received.missing_webhook_id, "without webhook-id"),
+        (r.received.missing_signature_headers, "without webhook-timestamp/signature"),
+        (r.received.body_not_json, "with a non-JSON body"),
+    ];
+    for (count, what) in issues {
+        if count > 0 {
+            let _ = write!(note, "; {count} {what}");
+        }
+    }
+    format!(
+        "| {label} | {} deliveries/s | {} | {} | {} | {note} |\n",
+        thousands(r.deliveries_per_s.round() as u64),
+        ms(p50_us),
+        ms(p99_us),
+        r.post.errors,
+    )
+}
+
+fn failed_row(label: &str) -> String {
+    format!("| {label} | **failed** (see below) | | | | |\n")
+}
+
+/// Failed requests where there should be none, above the table where nobody misses them.
+fn warnings(backend: &BackendReport) -> String {
+    let mut out = String::new();
+    if let Some(Phase::Done(r)) = &backend.ingest {
+        out.push_str(&load_warning("durable ingest", &r.load));
+    }
+    for phase in &backend.webhooks {
+        if let Phase::Done(r) = phase {
+            out.push_str(&load_warning(
+                &format!("posting events for {} sink{}", r.sinks, plural(r.sinks)),
+                &r.post,
+            ));
+        }
+    }
+    out
+}
+
+fn load_warning(what: &str, load: &LoadSummary) -> String {
+    let failed = load.errors + load.warmup_errors;
+    if failed == 0 {
+        return String::new();
+    }
+    let kinds: Vec<String> = load
+        .error_kinds
+        .iter()
+        .map(|(kind, count)| format!("{kind} × {count}"))
+        .collect();
+    format!(
+        "> **⚠ {what}: {failed} request{} failed** ({} during warm-up): {}\n\n",
+        plural(failed as usize),
+        load.warmup_errors,
+        kinds.join(", ")
+    )
+}
+
+pub fn write_json(results: &Results, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let json = serde_json::to_string_pretty(results)?;
+    std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `52311` → `52,311`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+fn ms(us: u32) -> String {
+    let ms = f64::from(us) / 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(52_311), "52,311");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn latencies_print_in_milliseconds() {
+        assert_eq!(ms(850), "0.85 ms");
+        assert_eq!(ms(12_345), "12.3 ms");
+    }
+}

@@ -1,0 +1,201 @@
+//! Deliveries and attempts: where routed events wait, and the history of
+//! every try. The claiming side of the queue is in [`crate::queue`].
+
+use sqlx::{AssertSqlSafe, FromRow};
+
+use crate::{
+    Backend, Db, Result, Tx, events::EventRow, on_db, on_tx,
+    sql::{Filter, bind_all, chunk_sizes, placeholders},
+};
+
+/// A delivery the router decided on.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: String,
+    pub tenant_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub integration_id: String,
+    pub rule_id: Option<String>,
+    pub channel: String,
+    /// `pending`, or `skipped` with `skip_reason`.
+    pub status: String,
+    pub due_at: i64,
+    pub skip_reason: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub integration_id: String,
+    pub rule_id: Option<String>,
+    pub channel: String,
+    pub status: String,
+    pub attempts: i64,
+    pub due_at: i64,
+    pub lease_token: Option<String>,
+    pub last_error: Option<String>,
+    pub skip_reason: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, tenant_id, event_id, event_type, integration_id, rule_id, channel, status, attempts, due_at, \
+                       lease_token, last_error, skip_reason, created_at, updated_at, sent_at";
+
+#[derive(Debug, Clone, FromRow)]
+pub struct AttemptRow {
+    pub attempt: i64,
+    pub at: i64,
+    pub duration_ms: i64,
+    pub outcome: String,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub response: Option<String>,
+}
+
+/// Filters of `GET /v1/deliveries`.
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryFilter {
+    pub event_id: Option<String>,
+    pub status: Option<String>,
+    pub integration_id: Option<String>,
+    pub channel: Option<String>,
+    pub event_type: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub before_id: Option<String>,
+    pub limit: i64,
+}
+
+impl Db {
+    /// Opens the routing transaction and takes up to `limit` unrouted events,
+    /// oldest first. On PostgreSQL the rows are locked with `SKIP LOCKED`, so
+    /// routers on several nodes share the work without routing an event twice.
+    pub async fn begin_routing(&self, limit: i64) -> Result<(Tx, Vec<EventRow>)> {
+        let mut tx = self.begin().await?;
+        let lock = if tx.backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "SELECT id, tenant_id, type, severity, data, idempotency_key, deliver_at, created_at, routed_at \
+             FROM events WHERE routed_at IS NULL ORDER BY id LIMIT $1{lock}"
+        );
+        let rows = on_tx!(&mut tx, conn => sqlx::query_as(AssertSqlSafe(sql)).bind(limit).fetch_all(conn).await?);
+        Ok((tx, rows))
+    }
+
+    pub async fn get_delivery(&self, tenant: &str, id: &str) -> Result<Option<DeliveryRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE tenant_id = $1 AND id = $2");
+        Ok(on_db!(self, pool => sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(pool).await?))
+    }
+
+    /// Every attempt of a delivery, oldest first.
+    pub async fn list_attempts(&self, tenant: &str, delivery: &str) -> Result<Vec<AttemptRow>> {
+        let sql = "SELECT attempt, at, duration_ms, outcome, status_code, error, response FROM attempts \
+                   WHERE tenant_id = $1 AND delivery_id = $2 ORDER BY id";
+        Ok(on_db!(self, pool => sqlx::query_as(sql).bind(tenant).bind(delivery).fetch_all(pool).await?))
+    }
+
+    /// Newest first.
+    pub async fn list_deliveries(&self, tenant: &str, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
+        let mut w = Filter::for_tenant("tenant_id", tenant);
+        w.push_opt_text("event_id = ?", f.event_id.as_deref());
+        w.push_opt_text("status = ?", f.status.as_deref());
+        w.push_opt_text("integration_id = ?", f.integration_id.as_deref());
+        w.push_opt_text("channel = ?", f.channel.as_deref());
+        w.push_opt_text("event_type = ?", f.event_type.as_deref());
+        w.push_opt_int("created_at >= ?", f.since);
+        w.push_opt_int("created_at < ?", f.until);
+        w.push_opt_text("id < ?", f.before_id.as_deref());
+        let sql = format!("SELECT {COLUMNS} FROM deliveries {}", w.finish("id DESC", f.limit));
+        Ok(on_db!(self, pool => bind_all!(sqlx::query_as(AssertSqlSafe(sql)), &w.binds).fetch_all(pool).await?))
+    }
+
+    /// Puts a `failed` delivery back in the queue, due now. `None` when there
+    /// is no such delivery, `Some(false)` when it is not in a retryable state.
+    pub async fn retry_delivery(&self, tenant: &str, id: &str, now: i64) -> Result<Option<bool>> {
+        let sql = "UPDATE deliveries SET status = 'pending', due_at = $3, lease_token = NULL, updated_at = $3 \
+                   WHERE tenant_id = $1 AND id = $2 AND status = 'failed'";
+        let n = on_db!(self, pool => sqlx::query(sql).bind(tenant).bind(id).bind(now).execute(pool).await?.rows_affected());
+        if n == 1 {
+            return Ok(Some(true));
+        }
+        Ok(self.get_delivery(tenant, id).await?.map(|_| false))
+    }
+}
+
+impl Tx {
+    /// Inserts the router's deliveries.
+    pub async fn insert_deliveries(&mut self, rows: &[NewDelivery]) -> Result<()> {
+        const COLS: usize = 12;
+        let mut start = 0;
+        for size in chunk_sizes(rows.len()) {
+            let chunk = &rows[start..start + size];
+            start += size;
+            let values: Vec<String> = (0..size).map(|r| format!("({})", placeholders(r * COLS + 1, COLS))).collect();
+            let sql = format!(
+                "INSERT INTO deliveries (id, tenant_id, event_id, event_type, integration_id, rule_id, channel, status, \
+                 due_at, skip_reason, created_at, updated_at) VALUES {}",
+                values.join(", ")
+            );
+            on_tx!(self, conn => {
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for d in chunk {
+                    q = q.bind(&d.id).bind(&d.tenant_id).bind(&d.event_id).bind(&d.event_type).bind(&d.integration_id)
+                        .bind(&d.rule_id).bind(&d.channel).bind(&d.status).bind(d.due_at).bind(&d.skip_reason).bind(d.created_at).bind(d.created_at);
+                }
+                q.execute(conn).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks events as routed (their deliveries, if any, inserted in this transaction).
+    pub async fn mark_routed(&mut self, ids: &[String], now: i64) -> Result<()> {
+        let mut start = 0;
+        for size in chunk_sizes(ids.len()) {
+            let chunk = &ids[start..start + size];
+            start += size;
+            let sql = format!("UPDATE events SET routed_at = $1 WHERE id IN ({})", placeholders(2, size));
+            on_tx!(self, conn => {
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.execute(conn).await?;
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Db {
+    /// Stores a test event (already routed, so rules never see it) and its
+    /// one delivery, leased to the caller who sends it right away.
+    pub async fn insert_leased_test(
+        &self,
+        event: &crate::events::NewEvent,
+        delivery: &NewDelivery,
+        lease_token: &str,
+        lease_until: i64,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, conn => {
+            sqlx::query("INSERT INTO events (id, tenant_id, type, severity, data, idempotency_key, request_hash, deliver_at, created_at, routed_at) \
+                         VALUES ($1, $2, $3, $4, $5, NULL, $6, NULL, $7, $7)")
+                .bind(&event.id).bind(&event.tenant_id).bind(&event.event_type).bind(&event.severity).bind(&event.data)
+                .bind(&event.request_hash).bind(event.created_at)
+                .execute(&mut *conn).await?;
+            sqlx::query("INSERT INTO deliveries (id, tenant_id, event_id, event_type, integration_id, rule_id, channel, status, attempts, \
+                         due_at, lease_token, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, NULL, $6, 'pending', 1, $7, $8, $9, $9)")
+                .bind(&delivery.id).bind(&delivery.tenant_id).bind(&delivery.event_id).bind(&delivery.event_type)
+                .bind(&delivery.integration_id).bind(&delivery.channel).bind(lease_until).bind(lease_token).bind(delivery.created_at)
+                .execute(&mut *conn).await?;
+        });
+        tx.commit().await
+    }
+}

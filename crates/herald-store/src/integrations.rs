@@ -1,0 +1,84 @@
+//! Integrations: a tenant's configured destinations. `config` is JSON text
+//! whose secret fields the server has already encrypted.
+
+use sqlx::{AssertSqlSafe, FromRow};
+
+use crate::{Db, Result, on_db, sql::{Filter, bind_all}};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct IntegrationRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub config: String,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, tenant_id, name, type, config, enabled, created_at, updated_at";
+
+impl Db {
+    pub async fn insert_integration(&self, r: &IntegrationRow) -> Result<()> {
+        let sql = "INSERT INTO integrations (id, tenant_id, name, type, config, enabled, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        on_db!(self, pool => sqlx::query(sql)
+            .bind(&r.id).bind(&r.tenant_id).bind(&r.name).bind(&r.kind).bind(&r.config)
+            .bind(r.enabled).bind(r.created_at).bind(r.updated_at)
+            .execute(pool).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Replaces name, config and enabled of an integration of `r.tenant_id`;
+    /// `false` when it does not exist there.
+    pub async fn update_integration(&self, r: &IntegrationRow) -> Result<bool> {
+        let sql = "UPDATE integrations SET name = $3, config = $4, enabled = $5, updated_at = $6 WHERE tenant_id = $1 AND id = $2";
+        let n = on_db!(self, pool => sqlx::query(sql)
+            .bind(&r.tenant_id).bind(&r.id).bind(&r.name).bind(&r.config).bind(r.enabled).bind(r.updated_at)
+            .execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    pub async fn get_integration(&self, tenant: &str, id: &str) -> Result<Option<IntegrationRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM integrations WHERE tenant_id = $1 AND id = $2");
+        Ok(on_db!(self, pool => sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(pool).await?))
+    }
+
+    /// Oldest first; `after_id` is the cursor.
+    pub async fn list_integrations(&self, tenant: &str, after_id: Option<&str>, limit: i64) -> Result<Vec<IntegrationRow>> {
+        let mut w = Filter::for_tenant("tenant_id", tenant);
+        w.push_opt_text("id > ?", after_id);
+        let sql = format!("SELECT {COLUMNS} FROM integrations {}", w.finish("id", limit));
+        Ok(on_db!(self, pool => bind_all!(sqlx::query_as(AssertSqlSafe(sql)), &w.binds).fetch_all(pool).await?))
+    }
+
+    /// Every integration of a tenant (for the router).
+    pub async fn all_integrations(&self, tenant: &str) -> Result<Vec<IntegrationRow>> {
+        self.list_integrations(tenant, None, i64::MAX).await
+    }
+
+    /// Deletes an integration and removes it from the tenant's rules, in one
+    /// transaction; pending deliveries to it are cancelled.
+    pub async fn delete_integration(&self, tenant: &str, id: &str, now: i64) -> Result<bool> {
+        let rules = self.rules_using_integration(tenant, id).await?;
+        let mut tx = self.begin().await?;
+        let deleted = crate::on_tx!(&mut tx, conn => {
+            let n = sqlx::query("DELETE FROM integrations WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant).bind(id).execute(&mut *conn).await?.rows_affected();
+            for (rule_id, ids) in &rules {
+                let kept: Vec<&String> = ids.iter().filter(|i| *i != id).collect();
+                let json = serde_json::to_string(&kept).expect("a list of strings serialises");
+                sqlx::query("UPDATE rules SET integration_ids = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant).bind(rule_id).bind(json).bind(now).execute(&mut *conn).await?;
+            }
+            sqlx::query("UPDATE deliveries SET status = 'cancelled', skip_reason = 'integration deleted', lease_token = NULL, updated_at = $3 \
+                         WHERE tenant_id = $1 AND integration_id = $2 AND status = 'pending'")
+                .bind(tenant).bind(id).bind(now).execute(&mut *conn).await?;
+            n == 1
+        });
+        tx.commit().await?;
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,109 @@
+//! Small helpers for SQL built at run time: placeholder lists and binds.
+
+/// A value bound to a placeholder of a query built at run time.
+#[derive(Debug, Clone)]
+pub enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// `$start, $start+1, …` for `n` values.
+pub fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Splits `n` items into chunks of a few fixed sizes, so queries built per
+/// chunk reuse a handful of prepared statements instead of one per length.
+pub fn chunk_sizes(mut n: usize) -> Vec<usize> {
+    const SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+    let mut out = Vec::new();
+    for size in SIZES {
+        while n >= size {
+            out.push(size);
+            n -= size;
+        }
+    }
+    out
+}
+
+/// Binds every value of `binds` to `$query`, in order.
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut q = $query;
+        for b in $binds {
+            q = match b {
+                $crate::sql::Bind::Text(s) => q.bind(s.clone()),
+                $crate::sql::Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+pub(crate) use bind_all;
+
+/// Accumulates `AND` conditions and their binds for a filtered list query.
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub clauses: Vec<String>,
+    pub binds: Vec<Bind>,
+}
+
+impl Filter {
+    /// Starts with the tenant condition every list query has.
+    pub fn for_tenant(column: &str, tenant: &str) -> Self {
+        let mut f = Self::default();
+        f.push(&format!("{column} = ?"), Bind::Text(tenant.to_owned()));
+        f
+    }
+
+    /// Adds a condition whose single `?` becomes the next `$n`.
+    pub fn push(&mut self, clause: &str, value: Bind) {
+        self.binds.push(value);
+        self.clauses.push(clause.replace('?', &format!("${}", self.binds.len())));
+    }
+
+    pub fn push_opt_text(&mut self, clause: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.push(clause, Bind::Text(v.to_owned()));
+        }
+    }
+
+    pub fn push_opt_int(&mut self, clause: &str, value: Option<i64>) {
+        if let Some(v) = value {
+            self.push(clause, Bind::Int(v));
+        }
+    }
+
+    pub fn where_sql(&self) -> String {
+        self.clauses.join(" AND ")
+    }
+
+    /// `WHERE … ORDER BY … LIMIT $n`, binding the limit last.
+    pub fn finish(&mut self, order_by: &str, limit: i64) -> String {
+        self.binds.push(Bind::Int(limit));
+        format!("WHERE {} ORDER BY {order_by} LIMIT ${}", self.where_sql(), self.binds.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_exactly() {
+        for n in 0..1000 {
+            assert_eq!(chunk_sizes(n).iter().sum::<usize>(), n);
+        }
+        assert_eq!(chunk_sizes(330), vec![256, 64, 4, 4, 1, 1]);
+    }
+
+    #[test]
+    fn filter_numbers_placeholders() {
+        let mut f = Filter::for_tenant("tenant_id", "t");
+        f.push_opt_text("status = ?", Some("sent"));
+        f.push_opt_text("channel = ?", None);
+        f.push_opt_int("created_at >= ?", Some(5));
+        assert_eq!(f.where_sql(), "tenant_id = $1 AND status = $2 AND created_at >= $3");
+        assert_eq!(placeholders(4, 3), "$4, $5, $6");
+    }
+}

@@ -1,0 +1,250 @@
+//! `POST /v1/events`, `POST /v1/events/batch`, `GET /v1/events[/{id}]`.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use herald_core::{EventId, EventType, Severity};
+use herald_store::events::{EventFilter, EventRow, Inserted, NewEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{
+    deliveries::DeliveryOut,
+    page::{self, Page},
+};
+use crate::{
+    auth::{SendAuth, TenantAuth},
+    error::{ApiError, ApiResult},
+    extract::{ApiQuery, JsonBytes, parse_json},
+    pipeline::ingest::IngestError,
+    state::{AppState, now_ms, rfc3339},
+};
+
+/// The most events one batch request may carry.
+const MAX_BATCH: usize = 1000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/events", post(post_event).get(list_events))
+        .route("/v1/events/batch", post(post_batch))
+        .route("/v1/events/{id}", get(get_event))
+}
+
+/// An event as a client sends it.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct EventIn {
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    severity: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deliver_at: Option<String>,
+    #[serde(default, skip_serializing)]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchIn {
+    events: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventOut {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    severity: String,
+    data: serde_json::Value,
+    idempotency_key: Option<String>,
+    deliver_at: Option<String>,
+    created_at: String,
+    routed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deliveries: Option<Vec<DeliveryOut>>,
+}
+
+impl From<EventRow> for EventOut {
+    fn from(r: EventRow) -> Self {
+        Self {
+            id: r.id,
+            event_type: r.event_type,
+            severity: r.severity,
+            data: serde_json::from_str(&r.data).unwrap_or_default(),
+            idempotency_key: r.idempotency_key,
+            deliver_at: r.deliver_at.map(rfc3339),
+            created_at: rfc3339(r.created_at),
+            routed: r.routed_at.is_some(),
+            deliveries: None,
+        }
+    }
+}
+
+/// Validates one event; `prefix` locates it in a batch (`events[3].`).
+fn build_event(tenant: &str, input: EventIn, header_key: Option<&str>, prefix: &str) -> ApiResult<NewEvent> {
+    let field = |f: &str| format!("{prefix}{f}");
+    let event_type = EventType::parse(&input.event_type).map_err(|e| ApiError::invalid(field("type"), e.to_string()))?;
+    let data = input.data.clone().unwrap_or_else(|| json!({}));
+    if !data.is_object() {
+        return Err(ApiError::invalid(field("data"), "must be a JSON object"));
+    }
+    let deliver_at = input
+        .deliver_at
+        .as_deref()
+        .map(|s| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| t.timestamp_millis())
+                .map_err(|e| ApiError::invalid(field("deliver_at"), format!("`{s}` is not an RFC 3339 time: {e}")))
+        })
+        .transpose()?;
+    let key = match (header_key, input.idempotency_key.as_deref()) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ApiError::invalid(
+                field("idempotency_key"),
+                "differs from the Idempotency-Key header; send one or make them equal",
+            ));
+        }
+        (Some(k), _) | (None, Some(k)) => Some(k),
+        (None, None) => None,
+    };
+    if let Some(k) = key
+        && (k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(ApiError::invalid(field("idempotency_key"), "must be 1 to 255 printable ASCII characters"));
+    }
+    // The hash covers everything but the key, in canonical form (object keys
+    // sorted), so a replay with reordered fields is still the same request.
+    let canonical = serde_json::to_vec(&input).expect("an event serialises");
+    let request_hash = Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect();
+    Ok(NewEvent {
+        id: EventId::new().into_string(),
+        tenant_id: tenant.to_owned(),
+        event_type: event_type.as_str().to_owned(),
+        severity: input.severity.unwrap_or_default().as_str().to_owned(),
+        data: data.to_string(),
+        idempotency_key: key.map(str::to_owned),
+        request_hash,
+        deliver_at,
+        created_at: now_ms(),
+    })
+}
+
+fn ingest_error(e: IngestError) -> ApiError {
+    match e {
+        IngestError::Closed => ApiError::Unavailable("the server is shutting down; retry on another node or later".into()),
+        IngestError::Store(e) => ApiError::Internal(anyhow::Error::new(e)),
+    }
+}
+
+async fn post_event(
+    State(state): State<AppState>,
+    SendAuth(caller): SendAuth,
+    headers: HeaderMap,
+    JsonBytes(body): JsonBytes,
+) -> ApiResult<Response> {
+    let input: EventIn = parse_json(&body)?;
+    let header_key = match headers.get("idempotency-key") {
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "must be printable ASCII"))?),
+        None => None,
+    };
+    let event = build_event(&caller.tenant, input, header_key, "")?;
+    let result = state.ingest.submit(vec![event]).await.map_err(ingest_error)?;
+    match result.into_iter().next().expect("one result per event") {
+        Inserted::Created(id) => Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "accepted"}))).into_response()),
+        Inserted::Replay(id) => {
+            let mut res = (StatusCode::ACCEPTED, Json(json!({"id": id, "status": "accepted"}))).into_response();
+            res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(res)
+        }
+        Inserted::Conflict(id) => Err(ApiError::Unprocessable {
+            field: Some("idempotency_key".into()),
+            detail: format!("this idempotency key was already used for event {id} with a different body"),
+        }),
+    }
+}
+
+async fn post_batch(
+    State(state): State<AppState>,
+    SendAuth(caller): SendAuth,
+    JsonBytes(body): JsonBytes,
+) -> ApiResult<Response> {
+    let batch: BatchIn = parse_json(&body)?;
+    if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
+        return Err(ApiError::invalid("events", format!("must hold 1 to {MAX_BATCH} events")));
+    }
+    // Validate every item first: a batch with one bad event stores nothing.
+    let mut events = Vec::with_capacity(batch.events.len());
+    for (i, raw) in batch.events.into_iter().enumerate() {
+        let prefix = format!("events[{i}].");
+        let input: EventIn = parse_json(raw.to_string().as_bytes()).map_err(|e| match e {
+                ApiError::Invalid { field, detail } => {
+                    ApiError::Invalid { field: Some(format!("{prefix}{}", field.unwrap_or_default())), detail }
+                }
+                other => other,
+            })?;
+        events.push(build_event(&caller.tenant, input, None, &prefix)?);
+    }
+    let results = state.ingest.submit(events).await.map_err(ingest_error)?;
+    let items: Vec<serde_json::Value> = results
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| match r {
+            Inserted::Created(id) => json!({"index": index, "id": id, "status": "accepted"}),
+            Inserted::Replay(id) => json!({"index": index, "id": id, "status": "duplicate"}),
+            Inserted::Conflict(id) => json!({
+                "index": index, "id": id, "status": "conflict",
+                "error": "this idempotency key was already used with a different body"
+            }),
+        })
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(json!({"results": items}))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn list_events(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<EventOut>>> {
+    let limit = page::limit(q.limit.as_deref())?;
+    let filter = EventFilter {
+        event_type: q.event_type,
+        since: page::time_param("since", q.since.as_deref())?,
+        until: page::time_param("until", q.until.as_deref())?,
+        before_id: q.cursor,
+        limit: limit + 1,
+    };
+    let rows = state.db.list_events(&caller.tenant, &filter).await?;
+    Ok(Json(page::page(rows, limit, |r| r.id.clone(), EventOut::from)))
+}
+
+async fn get_event(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EventOut>> {
+    let row = state.db.get_event(&caller.tenant, &id).await?.ok_or_else(|| ApiError::not_found("event", &id))?;
+    let filter = herald_store::deliveries::DeliveryFilter { event_id: Some(id), limit: 1000, ..Default::default() };
+    let deliveries = state.db.list_deliveries(&caller.tenant, &filter).await?;
+    let mut out = EventOut::from(row);
+    out.deliveries = Some(deliveries.into_iter().map(DeliveryOut::from).collect());
+    Ok(Json(out))
+}

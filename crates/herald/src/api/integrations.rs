@@ -1,0 +1,303 @@
+//! `/v1/integrations`: a tenant's destinations, with secrets sealed at rest
+//! and masked in every answer; and `GET /v1/channels`.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{get, post},
+};
+use herald_channels::Channel;
+use herald_core::IntegrationId;
+use herald_store::integrations::IntegrationRow;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::page::{self, Page};
+use crate::{
+    auth::TenantAuth,
+    error::{ApiError, ApiResult},
+    extract::{ApiJson, ApiQuery},
+    secrets,
+    state::{AppState, now_ms, rfc3339},
+};
+
+/// What a secret looks like in answers; sent back, it keeps the stored value.
+pub const MASK: &str = "********";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/channels", get(channels))
+        .route("/v1/integrations", post(create).get(list))
+        .route("/v1/integrations/{id}", get(get_one).put(replace).patch(patch).delete(delete))
+        .route("/v1/integrations/{id}/test", post(super::test_send::test))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntegrationIn {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    config: Value,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntegrationReplace {
+    name: String,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    config: Value,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntegrationPatch {
+    name: Option<String>,
+    /// Merged into the stored config: keys given replace, `null` removes.
+    config: Option<Value>,
+    enabled: Option<bool>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Serialize)]
+pub struct IntegrationOut {
+    id: String,
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    config: Value,
+    enabled: bool,
+    created_at: String,
+    updated_at: String,
+}
+
+/// The stored config with every secret field masked.
+fn masked(channel: &dyn Channel, config: &str) -> Value {
+    let mut value: Value = serde_json::from_str(config).unwrap_or_else(|_| json!({}));
+    for field in channel.secret_fields() {
+        if let Some(v) = value.get_mut(*field)
+            && !v.is_null()
+        {
+            *v = json!(MASK);
+        }
+    }
+    value
+}
+
+fn out(state: &AppState, row: IntegrationRow) -> IntegrationOut {
+    let config = match state.channels.get(&row.kind) {
+        Some(ch) => masked(ch.as_ref(), &row.config),
+        None => json!({}),
+    };
+    IntegrationOut {
+        id: row.id,
+        name: row.name,
+        kind: row.kind,
+        config,
+        enabled: row.enabled,
+        created_at: rfc3339(row.created_at),
+        updated_at: rfc3339(row.updated_at),
+    }
+}
+
+fn channel_of(state: &AppState, kind: &str) -> ApiResult<std::sync::Arc<dyn Channel>> {
+    state.channels.get(kind).cloned().ok_or_else(|| {
+        ApiError::invalid("type", format!("unknown integration type `{kind}`; known: {}", state.channels.kinds().join(", ")))
+    })
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    if name.trim().is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
+    }
+    Ok(())
+}
+
+/// Validates an incoming config and seals its secrets. `previous` is the
+/// stored config (secrets open) for updates: a `"********"` keeps its value.
+/// Returns the sealed JSON text and the secrets Herald generated (shown once).
+fn prepare_config(
+    state: &AppState,
+    channel: &dyn Channel,
+    tenant: &str,
+    id: &str,
+    mut config: Value,
+    previous: Option<&Value>,
+) -> ApiResult<(String, Vec<(String, String)>)> {
+    if !config.is_object() {
+        return Err(ApiError::invalid("config", "must be a JSON object"));
+    }
+    for field in channel.secret_fields() {
+        if config.get(*field).and_then(Value::as_str) == Some(MASK) {
+            match previous.and_then(|p| p.get(*field)) {
+                Some(kept) => config[*field] = kept.clone(),
+                None => {
+                    return Err(ApiError::invalid(format!("config.{field}"), "`********` keeps a stored secret, but there is none"));
+                }
+            }
+        }
+    }
+    let given: Vec<&str> = channel.secret_fields().iter().copied().filter(|f| config.get(*f).is_some_and(|v| !v.is_null())).collect();
+    let mut prepared = channel
+        .prepare(config, &state.channel_ctx)
+        .map_err(|e| ApiError::invalid(if e.field.is_empty() { "config".into() } else { format!("config.{}", e.field) }, e.message))?;
+    let generated = channel
+        .secret_fields()
+        .iter()
+        .filter(|f| !given.contains(f))
+        .filter_map(|f| prepared.get(*f).and_then(Value::as_str).map(|v| (f.to_string(), v.to_owned())))
+        .collect();
+    secrets::seal_fields(&state.key, tenant, id, channel.secret_fields(), &mut prepared);
+    Ok((prepared.to_string(), generated))
+}
+
+/// The stored config of `row` with its secrets opened.
+fn opened(state: &AppState, channel: &dyn Channel, row: &IntegrationRow) -> ApiResult<Value> {
+    let mut value: Value = serde_json::from_str(&row.config)?;
+    secrets::open_fields(&state.key, &row.tenant_id, &row.id, channel.secret_fields(), &mut value)?;
+    Ok(value)
+}
+
+async fn channels(State(state): State<AppState>, TenantAuth(_): TenantAuth) -> Json<Value> {
+    let data: Vec<Value> = state
+        .channels
+        .iter()
+        .map(|c| json!({"type": c.kind(), "secret_fields": c.secret_fields(), "config_schema": c.schema()}))
+        .collect();
+    Json(json!({"data": data}))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    ApiJson(input): ApiJson<IntegrationIn>,
+) -> ApiResult<(StatusCode, Json<IntegrationOut>)> {
+    check_name(&input.name)?;
+    let channel = channel_of(&state, &input.kind)?;
+    let id = IntegrationId::new().into_string();
+    let (config, generated) = prepare_config(&state, channel.as_ref(), &caller.tenant, &id, input.config, None)?;
+    let now = now_ms();
+    let row = IntegrationRow {
+        id,
+        tenant_id: caller.tenant,
+        name: input.name,
+        kind: input.kind,
+        config,
+        enabled: input.enabled,
+        created_at: now,
+        updated_at: now,
+    };
+    state.db.insert_integration(&row).await?;
+    let mut body = out(&state, row);
+    // A secret Herald generated is shown this once; afterwards only masked.
+    for (field, value) in generated {
+        body.config[field] = json!(value);
+    }
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<IntegrationOut>>> {
+    let limit = page::limit(q.limit.as_deref())?;
+    let rows = state.db.list_integrations(&caller.tenant, q.cursor.as_deref(), limit + 1).await?;
+    Ok(Json(page::page(rows, limit, |r| r.id.clone(), |r| out(&state, r))))
+}
+
+async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<IntegrationRow> {
+    state.db.get_integration(tenant, id).await?.ok_or_else(|| ApiError::not_found("integration", id))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IntegrationOut>> {
+    Ok(Json(out(&state, load(&state, &caller.tenant, &id).await?)))
+}
+
+async fn save(state: &AppState, mut row: IntegrationRow, name: String, config: Value, enabled: bool) -> ApiResult<Json<IntegrationOut>> {
+    check_name(&name)?;
+    let channel = channel_of(state, &row.kind)?;
+    let previous = opened(state, channel.as_ref(), &row)?;
+    let (config, _) = prepare_config(state, channel.as_ref(), &row.tenant_id, &row.id, config, Some(&previous))?;
+    row.name = name;
+    row.config = config;
+    row.enabled = enabled;
+    row.updated_at = now_ms().max(row.updated_at + 1);
+    if !state.db.update_integration(&row).await? {
+        return Err(ApiError::not_found("integration", &row.id));
+    }
+    Ok(Json(out(state, row)))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<IntegrationReplace>,
+) -> ApiResult<Json<IntegrationOut>> {
+    let row = load(&state, &caller.tenant, &id).await?;
+    if let Some(kind) = &input.kind
+        && kind != &row.kind
+    {
+        return Err(ApiError::invalid("type", "the type of an integration cannot change; create a new one"));
+    }
+    save(&state, row, input.name, input.config, input.enabled).await
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<IntegrationPatch>,
+) -> ApiResult<Json<IntegrationOut>> {
+    let row = load(&state, &caller.tenant, &id).await?;
+    let channel = channel_of(&state, &row.kind)?;
+    let mut config = opened(&state, channel.as_ref(), &row)?;
+    if let Some(changes) = input.config {
+        let Value::Object(changes) = changes else {
+            return Err(ApiError::invalid("config", "must be a JSON object"));
+        };
+        for (k, v) in changes {
+            if v.is_null() {
+                config.as_object_mut().map(|m| m.remove(&k));
+            } else {
+                config[k] = v;
+            }
+        }
+    }
+    let name = input.name.unwrap_or_else(|| row.name.clone());
+    let enabled = input.enabled.unwrap_or(row.enabled);
+    save(&state, row, name, config, enabled).await
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if state.db.delete_integration(&caller.tenant, &id, now_ms()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("integration", &id))
+    }
+}

@@ -1,0 +1,133 @@
+//! One attempt of one claimed delivery: build (or reuse) the target, send,
+//! classify, and decide what the delivery becomes. No database here: the
+//! result goes to the completer, which records it.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use herald_channels::{Message, Outcome, Target};
+use herald_core::RetryDecision;
+use herald_store::queue::{Completion, Job};
+
+use crate::{
+    secrets,
+    state::{AppState, now_ms, rfc3339},
+};
+
+/// The longest response excerpt kept with an attempt.
+const MAX_EXCERPT: usize = 1024;
+
+/// Built targets by integration id, valid while the integration's
+/// `updated_at` is unchanged: configs are parsed and secrets opened once,
+/// not per delivery, and HTTP connections are reused.
+#[derive(Default)]
+pub struct TargetCache {
+    built: Mutex<HashMap<String, (i64, Arc<dyn Target>)>>,
+}
+
+impl TargetCache {
+    fn get_or_build(&self, state: &AppState, job: &Job, config: &str, updated_at: i64) -> Result<Arc<dyn Target>, String> {
+        if let Some((at, target)) = self.built.lock().expect("target cache lock").get(&job.integration_id)
+            && *at == updated_at
+        {
+            return Ok(target.clone());
+        }
+        let target = build(state, &job.tenant_id, &job.integration_id, &job.channel, config)?;
+        self.built.lock().expect("target cache lock").insert(job.integration_id.clone(), (updated_at, target.clone()));
+        Ok(target)
+    }
+}
+
+/// Builds a target from a stored integration config.
+pub fn build(state: &AppState, tenant: &str, integration: &str, kind: &str, config: &str) -> Result<Arc<dyn Target>, String> {
+    let channel = state.channels.get(kind).ok_or_else(|| format!("unknown integration type `{kind}`"))?;
+    let mut value: serde_json::Value = serde_json::from_str(config).map_err(|e| format!("stored config is not JSON: {e}"))?;
+    secrets::open_fields(&state.key, tenant, integration, channel.secret_fields(), &mut value).map_err(|e| e.to_string())?;
+    channel.build(&value, &state.channel_ctx).map_err(|e| format!("invalid config: {e}"))
+}
+
+/// Sends one claimed delivery and returns what to record.
+pub async fn run(state: &AppState, targets: &TargetCache, job: &Job) -> Completion {
+    let mut done = Completion {
+        delivery_id: job.delivery_id.clone(),
+        tenant_id: job.tenant_id.clone(),
+        lease_token: job.lease_token.clone(),
+        attempt: job.attempts,
+        at: now_ms(),
+        duration_ms: 0,
+        outcome: "none".into(),
+        status_code: None,
+        error: None,
+        response: None,
+        new_status: "cancelled".into(),
+        due_at: now_ms(),
+        sent_at: None,
+    };
+    let (Some(config), Some(enabled), Some(updated_at)) =
+        (&job.integration_config, job.integration_enabled, job.integration_updated_at)
+    else {
+        done.error = Some("integration deleted".into());
+        return done;
+    };
+    if !enabled {
+        done.new_status = "skipped".into();
+        done.error = Some("integration disabled".into());
+        return done;
+    }
+    let outcome = match targets.get_or_build(state, job, config, updated_at) {
+        Ok(target) => send(target.as_ref(), job, state).await,
+        Err(error) => Outcome::Failed { status_code: None, error, detail: None },
+    };
+    let finished = now_ms();
+    done.duration_ms = finished - done.at;
+    metrics::histogram!("herald_attempt_duration_seconds", "channel" => job.channel.clone()).record(done.duration_ms as f64 / 1000.0);
+    metrics::counter!("herald_attempts_total", "channel" => job.channel.clone(), "outcome" => outcome.label()).increment(1);
+    done.outcome = outcome.label().into();
+    done.status_code = outcome.status_code().map(i64::from);
+    done.error = outcome.error().map(str::to_owned);
+    done.response = outcome.detail().map(|d| truncate(d, MAX_EXCERPT));
+    let decision = state.config.retry.decide(job.attempts.max(1) as u32, &outcome, rand::random::<f64>());
+    match decision {
+        RetryDecision::Sent => {
+            done.new_status = "sent".into();
+            done.sent_at = Some(finished);
+        }
+        RetryDecision::RetryIn(delay) => {
+            done.new_status = "pending".into();
+            done.due_at = finished + delay.as_millis() as i64;
+        }
+        RetryDecision::Failed => done.new_status = "failed".into(),
+    }
+    if done.new_status != "pending" {
+        metrics::counter!("herald_deliveries_total", "channel" => job.channel.clone(), "outcome" => done.new_status.clone()).increment(1);
+    }
+    tracing::debug!(delivery_id = %job.delivery_id, attempt = job.attempts, outcome = outcome.label(), status = %done.new_status, "attempt done");
+    done
+}
+
+async fn send(target: &dyn Target, job: &Job, state: &AppState) -> Outcome {
+    let data: serde_json::Value = serde_json::from_str(&job.data).unwrap_or_default();
+    let timestamp = rfc3339(job.event_created_at);
+    let message = Message {
+        delivery_id: &job.delivery_id,
+        event_id: &job.event_id,
+        event_type: &job.event_type,
+        timestamp: &timestamp,
+        severity: &job.severity,
+        data: &data,
+    };
+    target.send(&message, state.config.attempt_timeout).await
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}

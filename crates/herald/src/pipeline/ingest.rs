@@ -1,0 +1,106 @@
+//! Group commit: concurrent `POST /v1/events` requests share one transaction
+//! and one fsync. Each request hands its events to a writer task and waits
+//! for the commit; a writer takes everything queued while the previous
+//! commit was on disk, so batches grow with load and latency stays one
+//! commit deep.
+
+use std::sync::Arc;
+
+use herald_store::{
+    Db,
+    events::{Inserted, NewEvent},
+};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::wake::Wake;
+
+/// The most events one commit carries.
+const MAX_BATCH: usize = 2048;
+
+struct Job {
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Vec<Inserted>, Arc<herald_store::StoreError>>>,
+}
+
+/// Submits events to the writers.
+#[derive(Clone)]
+pub struct IngestHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Why a submission was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the event store failed")]
+    Store(#[source] Arc<herald_store::StoreError>),
+    #[error("the server is shutting down")]
+    Closed,
+}
+
+impl IngestHandle {
+    /// Stores `events` atomically (all or none) and returns their results
+    /// once they are committed.
+    pub async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<Inserted>, IngestError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job { events, reply }).await.map_err(|_| IngestError::Closed)?;
+        rx.await.map_err(|_| IngestError::Closed)?.map_err(IngestError::Store)
+    }
+}
+
+/// Starts `writers` writer tasks (one on SQLite, which has one writer anyway).
+pub fn spawn(db: Db, wake: Wake, writers: usize) -> IngestHandle {
+    let (tx, rx) = mpsc::channel::<Job>(16_384);
+    let rx = Arc::new(Mutex::new(rx));
+    for _ in 0..writers.max(1) {
+        let (db, wake, rx) = (db.clone(), wake.clone(), rx.clone());
+        tokio::spawn(async move {
+            while let Some(jobs) = next_batch(&rx).await {
+                write(&db, &wake, jobs).await;
+            }
+        });
+    }
+    IngestHandle { tx }
+}
+
+/// Waits for one job, then takes whatever else is already queued.
+async fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
+    let mut rx = rx.lock().await;
+    let first = rx.recv().await?;
+    let mut count = first.events.len();
+    let mut jobs = vec![first];
+    while count < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => {
+                count += job.events.len();
+                jobs.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
+}
+
+async fn write(db: &Db, wake: &Wake, jobs: Vec<Job>) {
+    let all: Vec<NewEvent> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
+    match db.insert_events(&all).await {
+        Ok(results) => {
+            let created = results.iter().filter(|r| matches!(r, Inserted::Created(_))).count();
+            metrics::counter!("herald_events_received_total").increment(created as u64);
+            if created > 0 {
+                wake.events_committed();
+            }
+            let mut results = results.into_iter();
+            for job in jobs {
+                let mine: Vec<Inserted> = results.by_ref().take(job.events.len()).collect();
+                let _ = job.reply.send(Ok(mine));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, events = all.len(), "storing events failed; nothing of this batch was committed");
+            let e = Arc::new(e);
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The data flow of `DESIGN.md` as tasks: ingest (group commit) → router
+//! (events become deliveries) → worker (claim, send, record).
+
+pub mod attempt;
+pub mod ingest;
+pub mod router;
+pub mod wake;
+pub mod worker;

@@ -1,0 +1,76 @@
+//! Wake-ups: stages wake the next one the moment work is committed, instead
+//! of polling. In one process a `Notify`; across PostgreSQL nodes, `NOTIFY`.
+
+use std::{sync::Arc, time::Duration};
+
+use herald_store::Db;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The PostgreSQL channel on which routers announce new deliveries.
+const CHANNEL: &str = "herald_deliveries";
+
+#[derive(Clone)]
+pub struct Wake {
+    /// New events were committed: the router has work.
+    pub events: Arc<Notify>,
+    /// New due deliveries were committed: workers have work.
+    pub deliveries: Arc<Notify>,
+    db: Db,
+}
+
+impl Wake {
+    pub fn new(db: Db) -> Self {
+        Self { events: Arc::default(), deliveries: Arc::default(), db }
+    }
+
+    pub fn events_committed(&self) {
+        self.events.notify_one();
+    }
+
+    /// Wakes this node's workers and, on PostgreSQL, every other node's.
+    pub async fn deliveries_committed(&self) {
+        self.deliveries.notify_one();
+        if let Db::Postgres(pool) = &self.db
+            && let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(pool).await
+        {
+            tracing::warn!(error = %e, "could not notify other nodes of new deliveries");
+        }
+    }
+
+    /// On PostgreSQL, listens for other nodes' announcements until shutdown.
+    pub fn spawn_listener(&self, shutdown: CancellationToken) {
+        let Db::Postgres(pool) = self.db.clone() else { return };
+        let deliveries = self.deliveries.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for other nodes; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
+                    }
+                };
+                if let Err(e) = listener.listen(CHANNEL).await {
+                    tracing::warn!(error = %e, "LISTEN failed; retrying");
+                    continue;
+                }
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        msg = listener.recv() => match msg {
+                            Ok(_) => deliveries.notify_one(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "lost the notification connection; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,164 @@
+//! Routing and delivery: signatures, globs and conditions, retries, manual retry.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::{
+    backend_test,
+    helpers::{App, Backend, TempDir, TestDb, wait_for},
+    sink::{Reply, Sink},
+};
+
+backend_test!(signed_delivery_verifies_independently, |backend: Backend| async move {
+    let (db, dir) = (TestDb::new(backend).await, TempDir::new());
+    let app = App::spawn(backend, &db, &dir).await;
+    let sink = Sink::start().await;
+    let (int, secret) = app.webhook(&sink.url()).await;
+    assert!(secret.starts_with("whsec_"));
+    app.rule(&["job.*"], None, &[&int]).await;
+    let event = app.event("job.failed", json!({"job": "backup", "attempts": 3})).await;
+    let delivery = app.routed(&event).await;
+    assert_eq!(delivery.len(), 1);
+    let id = delivery[0]["id"].as_str().unwrap();
+    let done = app.wait_for_delivery(id, "sent").await;
+    assert_eq!(done["attempts"][0]["status_code"], json!(204));
+
+    let got = &sink.received()[0];
+    assert_eq!(got.header("webhook-id"), id, "webhook-id is the delivery id");
+    // An independent Standard Webhooks implementation verifies the request.
+    let verifier = standardwebhooks::Webhook::new(&secret).unwrap();
+    let mut headers = http::HeaderMap::new();
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        headers.insert(name, got.header(name).parse().unwrap());
+    }
+    verifier.verify(&got.body, &headers).expect("signature verifies");
+    let mut tampered = got.body.to_vec();
+    tampered[2] ^= 1;
+    assert!(verifier.verify(&tampered, &headers).is_err(), "a changed body must not verify");
+    let body = got.json();
+    assert_eq!(body["type"], json!("job.failed"));
+    assert_eq!(body["data"], json!({"job": "backup", "attempts": 3}));
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(body.as_object().unwrap().len(), 3);
+});
+
+backend_test!(globs_and_conditions_filter_events, |backend: Backend| async move {
+    let (db, dir) = (TestDb::new(backend).await, TempDir::new());
+    let app = App::spawn(backend, &db, &dir).await;
+    let (auth_sink, all_sink) = (Sink::start().await, Sink::start().await);
+    let (auth_int, _) = app.webhook(&auth_sink.url()).await;
+    let (all_int, _) = app.webhook(&all_sink.url()).await;
+    app.rule(&["auth.*"], None, &[&auth_int]).await;
+    app.rule(&["*"], Some(r#"data.attempts > 3 and severity == "error""#), &[&all_int]).await;
+
+    let post = |t: &'static str, sev: &'static str, attempts: i64| {
+        let app = &app;
+        async move {
+            let (s, b) = app.post("/v1/events", json!({"type": t, "severity": sev, "data": {"attempts": attempts}})).await;
+            assert_eq!(s, 202, "{b}");
+            b["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let e1 = post("auth.failed", "info", 1).await; // auth sink only
+    let e2 = post("job.failed", "error", 5).await; // all sink only
+    let e3 = post("job.failed", "error", 2).await; // nobody
+    let e4 = post("auth.failed", "error", 9).await; // both
+    let e5 = post("oauth.failed", "info", 9).await; // nobody: glob is anchored
+
+    let count = |deliveries: Vec<serde_json::Value>, int: &str| deliveries.iter().filter(|d| d["integration_id"] == json!(int)).count();
+    let d1 = app.routed(&e1).await;
+    assert_eq!((d1.len(), count(d1, &auth_int)), (1, 1));
+    let d2 = app.routed(&e2).await;
+    assert_eq!((d2.len(), count(d2, &all_int)), (1, 1));
+    assert!(app.routed(&e3).await.is_empty());
+    assert_eq!(app.routed(&e4).await.len(), 2);
+    assert!(app.routed(&e5).await.is_empty());
+    wait_for("all sends", Duration::from_secs(10), || async { (auth_sink.count() == 2 && all_sink.count() == 2).then_some(()) }).await;
+});
+
+backend_test!(server_errors_are_retried_then_succeed, |backend: Backend| async move {
+    let (db, dir) = (TestDb::new(backend).await, TempDir::new());
+    let app = App::spawn(backend, &db, &dir).await;
+    let sink = Sink::start().await;
+    sink.script([Reply::status(500).with_body("boom"), Reply::status(503).with_header("retry-after", "1")]);
+    let (int, _) = app.webhook(&sink.url()).await;
+    app.rule(&["*"], None, &[&int]).await;
+    let event = app.event("job.failed", json!({})).await;
+    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    let done = app.wait_for_delivery(&id, "sent").await;
+    let attempts = done["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{done}");
+    assert_eq!(attempts[0]["outcome"], json!("retry"));
+    assert_eq!(attempts[0]["status_code"], json!(500));
+    assert_eq!(attempts[0]["response"], json!("boom"));
+    assert!(attempts[0]["error"].as_str().unwrap().contains("500"));
+    assert_eq!(attempts[1]["status_code"], json!(503));
+    assert_eq!(attempts[2]["outcome"], json!("sent"));
+    for a in attempts {
+        assert!(a["at"].is_string() && a["duration_ms"].is_i64());
+    }
+    // Every try carried the same webhook-id.
+    let ids: Vec<String> = sink.received().iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids, vec![id.clone(), id.clone(), id.clone()]);
+});
+
+backend_test!(client_error_fails_at_once_and_manual_retry_succeeds, |backend: Backend| async move {
+    let (db, dir) = (TestDb::new(backend).await, TempDir::new());
+    let app = App::spawn(backend, &db, &dir).await;
+    let sink = Sink::start().await;
+    sink.script([Reply::status(400).with_body(r#"{"error":"bad payload"}"#)]);
+    let (int, _) = app.webhook(&sink.url()).await;
+    app.rule(&["*"], None, &[&int]).await;
+    let event = app.event("job.failed", json!({})).await;
+    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    let failed = app.wait_for_delivery(&id, "failed").await;
+    assert_eq!(failed["attempts"].as_array().unwrap().len(), 1, "a 400 is not retried: {failed}");
+    assert_eq!(failed["attempts"][0]["outcome"], json!("failed"));
+    assert_eq!(failed["attempts"][0]["status_code"], json!(400));
+
+    let (s, _) = app.post(&format!("/v1/deliveries/{id}/retry"), json!({})).await;
+    assert_eq!(s, 202);
+    let sent = app.wait_for_delivery(&id, "sent").await;
+    assert_eq!(sent["attempts"].as_array().unwrap().len(), 2);
+    let (s, b) = app.post(&format!("/v1/deliveries/{id}/retry"), json!({})).await;
+    assert_eq!(s, 409, "a sent delivery cannot be retried: {b}");
+    let (s, _) = app.get("/v1/deliveries?status=failed").await;
+    assert_eq!(s, 200);
+    let (_, list) = app.get("/v1/deliveries?status=sent").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+});
+
+backend_test!(retries_run_out_then_failed, |backend: Backend| async move {
+    let (db, dir) = (TestDb::new(backend).await, TempDir::new());
+    let app = App::spawn(backend, &db, &dir).await;
+    let sink = Sink::start().await;
+    sink.script([Reply::status(502), Reply::status(502), Reply::status(502)]);
+    let (int, _) = app.webhook(&sink.url()).await;
+    app.rule(&["*"], None, &[&int]).await;
+    let event = app.event("x", json!({})).await;
+    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    // Schedule 1s,1s: three attempts, then failed.
+    let failed = app.wait_for_delivery(&id, "failed").await;
+    assert_eq!(failed["attempts"].as_array().unwrap().len(), 3, "{failed}");
+    assert_eq!(sink.count(), 3);
+});
+
+backend_test!(connection_refused_is_retried, |backend: Backend| async move {
+    let (db, dir) = (TestDb::new(backend).await, TempDir::new());
+    let app = App::spawn(backend, &db, &dir).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let (int, _) = app.webhook(&url).await;
+    app.rule(&["*"], None, &[&int]).await;
+    let event = app.event("x", json!({})).await;
+    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    let failed = app.wait_for_delivery(&id, "failed").await;
+    let attempts = failed["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3);
+    for a in attempts {
+        assert!(a["error"].as_str().unwrap().to_lowercase().contains("refused"), "{a}");
+        assert!(a["status_code"].is_null());
+    }
+});

@@ -1,0 +1,11 @@
+//! Black-box tests: the real `herald` binary, started on a free port against
+//! SQLite (always) and PostgreSQL (when `HERALD_TEST_DATABASE_URL` is set),
+//! driven over HTTP, delivering to local servers that play the receivers.
+
+mod helpers;
+mod sink;
+
+mod delivery;
+mod events;
+mod integrations;
+mod isolation;

@@ -121,7 +121,7 @@ mod tests {
         assert!(eval(r#"data.job_type in ["config_backup", "sync"]"#, "info", json!({"job_type": "sync"})));
         assert!(!eval(r#"data.job_type in ["config_backup"]"#, "info", json!({"job_type": "sync"})));
         assert!(eval(r#"type == "job_failed""#, "info", json!({})));
-        assert!(eval(r#"data.host.name.startswith("db")"#, "info", json!({"host": {"name": "db-1"}})));
+        assert!(eval(r#"data.host.name is startingwith("db")"#, "info", json!({"host": {"name": "db-1"}})));
     }
 
     #[test]

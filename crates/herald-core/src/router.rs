@@ -155,7 +155,7 @@ mod tests {
     #[test]
     fn condition_errors_are_reported_not_matched() {
         let a = IntegrationId::new();
-        let rules = vec![rule(&["*"], Some("data.x > 1"), &[&a])];
+        let rules = vec![rule(&["*"], Some("data.x + 1 > 2"), &[&a])];
         let data = json!({"x": "text"});
         let p = plan(ev("x", "info", &data), &rules, &targets(&[(&a, true)]));
         assert!(p.deliveries.is_empty());

@@ -9,3 +9,4 @@ mod delivery;
 mod events;
 mod integrations;
 mod isolation;
+mod ops;

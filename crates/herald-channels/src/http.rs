@@ -35,24 +35,13 @@ pub async fn send_and_classify(request: RequestBuilder, timeout: Duration) -> Ou
         Err(err) => return classify_error(err, timeout),
     };
     let status = response.status().as_u16();
-    let header = |name| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let retry_after = header(RETRY_AFTER);
     let location = header(LOCATION);
     let excerpt = read_excerpt(response).await;
     let mut outcome = classify(status, retry_after.as_deref(), excerpt, Utc::now());
-    if let (Outcome::Failed { error, .. }, 300..=399, Some(location)) =
-        (&mut outcome, status, location)
-    {
-        error.push_str(&format!(
-            " (Location: {})",
-            truncate(&location, MAX_LOCATION)
-        ));
+    if let (Outcome::Failed { error, .. }, 300..=399, Some(location)) = (&mut outcome, status, location) {
+        error.push_str(&format!(" (Location: {})", truncate(&location, MAX_LOCATION)));
     }
     outcome
 }
@@ -63,18 +52,10 @@ fn classify_error(err: reqwest::Error, timeout: Duration) -> Outcome {
     let err = err.without_url();
     if let Some(refused) = find_source::<Refused>(&err) {
         // The address policy will refuse again on every retry.
-        return Outcome::Failed {
-            status_code: None,
-            error: refused.to_string(),
-            detail: None,
-        };
+        return Outcome::Failed { status_code: None, error: refused.to_string(), detail: None };
     }
     if err.is_builder() {
-        return Outcome::Failed {
-            status_code: None,
-            error: error_chain(&err),
-            detail: None,
-        };
+        return Outcome::Failed { status_code: None, error: error_chain(&err), detail: None };
     }
     // A connect timeout is reported like any other connection failure; the
     // whole-attempt timeout gets the clearer wording.
@@ -83,12 +64,7 @@ fn classify_error(err: reqwest::Error, timeout: Duration) -> Outcome {
     } else {
         error_chain(&err)
     };
-    Outcome::Retry {
-        status_code: None,
-        after: None,
-        error,
-        detail: None,
-    }
+    Outcome::Retry { status_code: None, after: None, error, detail: None }
 }
 
 /// The first error of type `T` in `err`'s source chain.
@@ -121,11 +97,7 @@ fn error_chain(err: &(dyn StdError + 'static)) -> String {
 
 /// "15s", or "1500ms" when not a whole number of seconds.
 fn human_duration(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
+    if d.subsec_nanos() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
 }
 
 /// Reads up to [`MAX_BODY_READ`] bytes of the body and keeps the first
@@ -198,9 +170,7 @@ mod tests {
     }
 
     fn client() -> reqwest::Client {
-        build_http_client(AddressPolicy {
-            allow_private: true,
-        })
+        build_http_client(AddressPolicy { allow_private: true })
     }
 
     const TIMEOUT: Duration = Duration::from_secs(5);
@@ -208,29 +178,11 @@ mod tests {
     #[tokio::test]
     async fn connection_refused_is_retried_with_the_cause() {
         // Bind then free a port so nothing listens on it.
-        let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let outcome =
-            send_and_classify(client().post(format!("http://{addr}/hook")), TIMEOUT).await;
-        let Outcome::Retry {
-            status_code: None,
-            error,
-            ..
-        } = &outcome
-        else {
-            panic!("{outcome:?}")
-        };
-        assert!(
-            error.to_lowercase().contains("connection refused"),
-            "{error}"
-        );
-        assert!(
-            !error.contains("/hook"),
-            "the URL stays out of the error: {error}"
-        );
+        let addr = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let outcome = send_and_classify(client().post(format!("http://{addr}/hook")), TIMEOUT).await;
+        let Outcome::Retry { status_code: None, error, .. } = &outcome else { panic!("{outcome:?}") };
+        assert!(error.to_lowercase().contains("connection refused"), "{error}");
+        assert!(!error.contains("/hook"), "the URL stays out of the error: {error}");
     }
 
     #[tokio::test]
@@ -243,19 +195,10 @@ mod tests {
             }),
         ))
         .await;
-        let outcome = send_and_classify(
-            client().get(format!("http://{addr}/")),
-            Duration::from_millis(300),
-        )
-        .await;
+        let outcome = send_and_classify(client().get(format!("http://{addr}/")), Duration::from_millis(300)).await;
         assert_eq!(
             outcome,
-            Outcome::Retry {
-                status_code: None,
-                after: None,
-                error: "timed out after 300ms".into(),
-                detail: None
-            }
+            Outcome::Retry { status_code: None, after: None, error: "timed out after 300ms".into(), detail: None }
         );
     }
 
@@ -265,10 +208,7 @@ mod tests {
         let counter = followed.clone();
         let addr = serve(
             Router::new()
-                .route(
-                    "/",
-                    get(|| async { (StatusCode::FOUND, [("location", "/elsewhere")], "moved") }),
-                )
+                .route("/", get(|| async { (StatusCode::FOUND, [("location", "/elsewhere")], "moved") }))
                 .route(
                     "/elsewhere",
                     get(move || async move {
@@ -292,29 +232,14 @@ mod tests {
 
     #[tokio::test]
     async fn status_retry_after_and_body_excerpt_come_through() {
-        let addr =
-            serve(
-                Router::new()
-                    .route(
-                        "/busy",
-                        get(|| async {
-                            (
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                [("retry-after", "7")],
-                                "busy",
-                            )
-                        }),
-                    )
-                    .route("/big", get(|| async { "x".repeat(200 * 1024) }))
-                    .route("/empty", get(|| async { StatusCode::NO_CONTENT }))
-                    .route(
-                        "/ua",
-                        get(|headers: HeaderMap| async move {
-                            format!("{:?}", headers.get("user-agent"))
-                        }),
-                    ),
-            )
-            .await;
+        let addr = serve(
+            Router::new()
+                .route("/busy", get(|| async { (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "7")], "busy") }))
+                .route("/big", get(|| async { "x".repeat(200 * 1024) }))
+                .route("/empty", get(|| async { StatusCode::NO_CONTENT }))
+                .route("/ua", get(|headers: HeaderMap| async move { format!("{:?}", headers.get("user-agent")) })),
+        )
+        .await;
         let outcome = send_and_classify(client().get(format!("http://{addr}/busy")), TIMEOUT).await;
         assert_eq!(
             outcome,
@@ -328,15 +253,8 @@ mod tests {
         let outcome = send_and_classify(client().get(format!("http://{addr}/big")), TIMEOUT).await;
         assert_eq!(outcome.label(), "sent");
         assert_eq!(outcome.detail().map(str::len), Some(MAX_EXCERPT));
-        let outcome =
-            send_and_classify(client().get(format!("http://{addr}/empty")), TIMEOUT).await;
-        assert_eq!(
-            outcome,
-            Outcome::Delivered {
-                status_code: Some(204),
-                detail: None
-            }
-        );
+        let outcome = send_and_classify(client().get(format!("http://{addr}/empty")), TIMEOUT).await;
+        assert_eq!(outcome, Outcome::Delivered { status_code: Some(204), detail: None });
         let outcome = send_and_classify(client().get(format!("http://{addr}/ua")), TIMEOUT).await;
         let expected = format!("Some({:?})", concat!("Herald/", env!("CARGO_PKG_VERSION")));
         assert_eq!(outcome.detail(), Some(expected.as_str()));
@@ -345,25 +263,9 @@ mod tests {
     #[tokio::test]
     async fn a_name_refused_by_the_policy_fails_for_good() {
         let addr = serve(Router::new().route("/", get(|| async { "reached" }))).await;
-        let strict = build_http_client(AddressPolicy {
-            allow_private: false,
-        });
-        let outcome = send_and_classify(
-            strict.get(format!("http://localhost:{}/", addr.port())),
-            TIMEOUT,
-        )
-        .await;
-        let Outcome::Failed {
-            status_code: None,
-            error,
-            ..
-        } = &outcome
-        else {
-            panic!("{outcome:?}")
-        };
-        assert!(
-            error.starts_with("localhost resolves only to refused addresses: "),
-            "{error}"
-        );
+        let strict = build_http_client(AddressPolicy { allow_private: false });
+        let outcome = send_and_classify(strict.get(format!("http://localhost:{}/", addr.port())), TIMEOUT).await;
+        let Outcome::Failed { status_code: None, error, .. } = &outcome else { panic!("{outcome:?}") };
+        assert!(error.starts_with("localhost resolves only to refused addresses: "), "{error}");
     }
 }

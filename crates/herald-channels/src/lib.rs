@@ -44,10 +44,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -75,25 +72,16 @@ pub trait Channel: Send + Sync + 'static {
     /// Validates and normalises a config received from the API, filling in
     /// generated values (a webhook signing secret). Called at create and
     /// update time with the secrets already in plain text.
-    fn prepare(
-        &self,
-        config: serde_json::Value,
-        ctx: &Context,
-    ) -> Result<serde_json::Value, ConfigError>;
+    fn prepare(&self, config: serde_json::Value, ctx: &Context) -> Result<serde_json::Value, ConfigError>;
 
     /// Builds the ready-to-send target from a stored (prepared, decrypted) config.
-    fn build(
-        &self,
-        config: &serde_json::Value,
-        ctx: &Context,
-    ) -> Result<Arc<dyn Target>, ConfigError>;
+    fn build(&self, config: &serde_json::Value, ctx: &Context) -> Result<Arc<dyn Target>, ConfigError>;
 }
 
 /// A built destination: a parsed URL, a signing key, a connection pool.
 pub trait Target: Send + Sync {
     /// Sends once and classifies the result; `timeout` bounds the attempt.
-    fn send<'a>(&'a self, message: &'a Message<'a>, timeout: std::time::Duration)
-    -> SendFuture<'a>;
+    fn send<'a>(&'a self, message: &'a Message<'a>, timeout: std::time::Duration) -> SendFuture<'a>;
 }
 
 /// Installs rustls' `ring` provider once per process; building a client

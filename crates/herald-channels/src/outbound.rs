@@ -95,10 +95,7 @@ pub enum Wrapping {
 impl Class {
     /// Whether the range is refused even when private addresses are allowed.
     pub fn always_refused(self) -> bool {
-        !matches!(
-            self,
-            Class::Loopback | Class::Private | Class::UniqueLocal | Class::SharedAddressSpace
-        )
+        !matches!(self, Class::Loopback | Class::Private | Class::UniqueLocal | Class::SharedAddressSpace)
     }
 }
 
@@ -150,9 +147,7 @@ impl AddressPolicy {
     /// names are left to [`PolicyResolver`].
     pub fn check_url(&self, url: &Url) -> Result<(), Refused> {
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(Refused::Scheme {
-                scheme: url.scheme().to_owned(),
-            });
+            return Err(Refused::Scheme { scheme: url.scheme().to_owned() });
         }
         match url.host() {
             None => Err(Refused::NoHost),
@@ -166,10 +161,7 @@ impl AddressPolicy {
 /// The special range an address falls in, if any, looking through the IPv6
 /// forms that carry an IPv4 address (the OS or a gateway unwraps them).
 fn classify(ip: IpAddr) -> Option<Why> {
-    let direct = |class| Why {
-        class,
-        wrapped: None,
-    };
+    let direct = |class| Why { class, wrapped: None };
     match ip {
         IpAddr::V4(v4) => classify_v4(v4).map(direct),
         IpAddr::V6(v6) => {
@@ -187,10 +179,7 @@ fn classify(ip: IpAddr) -> Option<Why> {
                 }
             };
             match wrapped {
-                Some((wrapping, v4)) => classify_v4(v4).map(|class| Why {
-                    class,
-                    wrapped: Some((wrapping, v4)),
-                }),
+                Some((wrapping, v4)) => classify_v4(v4).map(|class| Why { class, wrapped: Some((wrapping, v4)) }),
                 None => classify_v6(v6).map(direct),
             }
         }
@@ -274,10 +263,7 @@ impl PolicyResolver {
         // `http::send_and_classify` can find it in the source chain and call
         // the attempt a permanent failure.
         match first_refusal {
-            Some(first) => Err(Box::new(Refused::Host {
-                host: host.to_owned(),
-                first: Box::new(first),
-            })),
+            Some(first) => Err(Box::new(Refused::Host { host: host.to_owned(), first: Box::new(first) })),
             None => Err(format!("{host} resolved to no address").into()),
         }
     }
@@ -321,12 +307,8 @@ pub fn build_http_client(policy: AddressPolicy) -> reqwest::Client {
 mod tests {
     use super::*;
 
-    const STRICT: AddressPolicy = AddressPolicy {
-        allow_private: false,
-    };
-    const LENIENT: AddressPolicy = AddressPolicy {
-        allow_private: true,
-    };
+    const STRICT: AddressPolicy = AddressPolicy { allow_private: false };
+    const LENIENT: AddressPolicy = AddressPolicy { allow_private: true };
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -418,33 +400,18 @@ mod tests {
              (cloud metadata); outbound requests to it are always refused"
         );
         let err = STRICT.check_ip(ip("10.1.2.3")).unwrap_err();
-        assert!(
-            err.to_string().starts_with("10.1.2.3 is private; "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("10.1.2.3 is private; "), "{err}");
     }
 
     #[test]
     fn tricky_url_spellings() {
         // The url crate normalises these IPv4 spellings to 127.0.0.1.
-        for spelling in [
-            "http://2130706433",
-            "http://0x7f.1",
-            "http://0177.0.0.1/",
-            "http://[::ffff:127.0.0.1]",
-        ] {
+        for spelling in ["http://2130706433", "http://0x7f.1", "http://0177.0.0.1/", "http://[::ffff:127.0.0.1]"] {
             let err = STRICT.check_url(&url(spelling)).unwrap_err();
-            assert!(
-                matches!(err, Refused::Private { .. }),
-                "{spelling}: {err:?}"
-            );
+            assert!(matches!(err, Refused::Private { .. }), "{spelling}: {err:?}");
             assert_eq!(LENIENT.check_url(&url(spelling)), Ok(()), "{spelling}");
         }
-        for spelling in [
-            "http://[64:ff9b::a9fe:a9fe]",
-            "http://169.254.169.254/",
-            "https://[fe80::1]:8443/x",
-        ] {
+        for spelling in ["http://[64:ff9b::a9fe:a9fe]", "http://169.254.169.254/", "https://[fe80::1]:8443/x"] {
             let err = LENIENT.check_url(&url(spelling)).unwrap_err();
             assert!(matches!(err, Refused::Always { .. }), "{spelling}: {err:?}");
         }
@@ -452,39 +419,20 @@ mod tests {
 
     #[test]
     fn urls_need_http_and_a_host() {
-        assert!(matches!(
-            STRICT.check_url(&url("ftp://example.com/")),
-            Err(Refused::Scheme { .. })
-        ));
-        assert!(matches!(
-            STRICT.check_url(&url("file:///etc/passwd")),
-            Err(Refused::Scheme { .. })
-        ));
+        assert!(matches!(STRICT.check_url(&url("ftp://example.com/")), Err(Refused::Scheme { .. })));
+        assert!(matches!(STRICT.check_url(&url("file:///etc/passwd")), Err(Refused::Scheme { .. })));
         assert_eq!(STRICT.check_url(&url("https://example.com/hook")), Ok(()));
         assert_eq!(STRICT.check_url(&url("http://8.8.8.8:8080/")), Ok(()));
     }
 
     #[tokio::test]
     async fn resolver_drops_refused_addresses() {
-        let err = PolicyResolver::new(STRICT)
-            .resolve_allowed("localhost")
-            .await
-            .unwrap_err();
+        let err = PolicyResolver::new(STRICT).resolve_allowed("localhost").await.unwrap_err();
         let refused = err.downcast_ref::<Refused>().expect("a Refused error");
-        assert!(
-            matches!(refused, Refused::Host { host, .. } if host == "localhost"),
-            "{refused:?}"
-        );
-        assert!(
-            err.to_string()
-                .starts_with("localhost resolves only to refused addresses: "),
-            "{err}"
-        );
+        assert!(matches!(refused, Refused::Host { host, .. } if host == "localhost"), "{refused:?}");
+        assert!(err.to_string().starts_with("localhost resolves only to refused addresses: "), "{err}");
 
-        let addrs = PolicyResolver::new(LENIENT)
-            .resolve_allowed("localhost")
-            .await
-            .unwrap();
+        let addrs = PolicyResolver::new(LENIENT).resolve_allowed("localhost").await.unwrap();
         assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
     }
 

@@ -14,9 +14,7 @@ impl Registry {
     /// The registry with every built-in channel.
     pub fn builtin() -> Self {
         let list: Vec<Arc<dyn Channel>> = vec![Arc::new(Webhook)];
-        Self {
-            channels: list.into_iter().map(|c| (c.kind(), c)).collect(),
-        }
+        Self { channels: list.into_iter().map(|c| (c.kind(), c)).collect() }
     }
 
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Channel>> {

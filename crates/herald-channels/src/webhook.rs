@@ -17,14 +17,8 @@ const MAX_URL_LEN: usize = 2048;
 const MAX_HEADERS: usize = 20;
 /// Headers Herald sets itself (plus every `webhook-*`): a custom one would
 /// break the signature contract or the HTTP framing.
-const RESERVED_HEADERS: [&str; 6] = [
-    "content-type",
-    "content-length",
-    "host",
-    "connection",
-    "transfer-encoding",
-    "user-agent",
-];
+const RESERVED_HEADERS: [&str; 6] =
+    ["content-type", "content-length", "host", "connection", "transfer-encoding", "user-agent"];
 
 /// The `webhook` channel.
 #[derive(Debug, Clone, Copy, Default)]
@@ -88,16 +82,12 @@ fn parse_url(url: Option<&str>) -> Result<Url, ConfigError> {
 
 fn parse_headers(headers: &BTreeMap<String, String>) -> Result<HeaderMap, ConfigError> {
     if headers.len() > MAX_HEADERS {
-        return Err(ConfigError::new(
-            "headers",
-            format!("at most {MAX_HEADERS} headers"),
-        ));
+        return Err(ConfigError::new("headers", format!("at most {MAX_HEADERS} headers")));
     }
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         let bad = |message: &str| ConfigError::new(format!("headers.{name}"), message);
-        let parsed = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| bad("is not a valid HTTP header name"))?;
+        let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("is not a valid HTTP header name"))?;
         let lower = parsed.as_str();
         if RESERVED_HEADERS.contains(&lower) || lower.starts_with("webhook-") {
             return Err(bad("is set by Herald and cannot be overridden"));
@@ -107,8 +97,7 @@ fn parse_headers(headers: &BTreeMap<String, String>) -> Result<HeaderMap, Config
         }
         // `from_str` refuses CR, LF and other control characters, so a value
         // cannot smuggle in another header.
-        let value =
-            HeaderValue::from_str(value).map_err(|_| bad("is not a valid HTTP header value"))?;
+        let value = HeaderValue::from_str(value).map_err(|_| bad("is not a valid HTTP header value"))?;
         map.insert(parsed, value);
     }
     Ok(map)
@@ -153,9 +142,7 @@ impl Channel for Webhook {
 
     fn prepare(&self, config: Value, ctx: &Context) -> Result<Value, ConfigError> {
         let (mut raw, parsed) = parse(&config)?;
-        ctx.policy
-            .check_url(&parsed.url)
-            .map_err(|e| ConfigError::new("url", e.to_string()))?;
+        ctx.policy.check_url(&parsed.url).map_err(|e| ConfigError::new("url", e.to_string()))?;
         raw.url = Some(parsed.url.to_string());
         raw.secret.get_or_insert_with(generate_secret);
         serde_json::to_value(&raw).map_err(|e| ConfigError::new("", e.to_string()))
@@ -165,9 +152,7 @@ impl Channel for Webhook {
         // The policy is not checked here but on every send, so a target built
         // before the policy tightened still cannot reach a refused address.
         let (_, parsed) = parse(config)?;
-        let key = parsed
-            .key
-            .ok_or_else(|| ConfigError::new("secret", "is required (prepare generates one)"))?;
+        let key = parsed.key.ok_or_else(|| ConfigError::new("secret", "is required (prepare generates one)"))?;
         Ok(Arc::new(WebhookTarget {
             url: parsed.url,
             key,
@@ -211,25 +196,13 @@ impl WebhookTarget {
     async fn send_once(&self, message: &Message<'_>, timeout: Duration) -> Outcome {
         // IP literals never reach the resolver, so the policy is applied here.
         if let Err(refused) = self.policy.check_url(&self.url) {
-            return Outcome::Failed {
-                status_code: None,
-                error: refused.to_string(),
-                detail: None,
-            };
+            return Outcome::Failed { status_code: None, error: refused.to_string(), detail: None };
         }
-        let payload = Payload {
-            event_type: message.event_type,
-            timestamp: message.timestamp,
-            data: message.data,
-        };
+        let payload = Payload { event_type: message.event_type, timestamp: message.timestamp, data: message.data };
         let body = match serde_json::to_vec(&payload) {
             Ok(body) => body,
             Err(e) => {
-                return Outcome::Failed {
-                    status_code: None,
-                    error: format!("payload: {e}"),
-                    detail: None,
-                };
+                return Outcome::Failed { status_code: None, error: format!("payload: {e}"), detail: None };
             }
         };
         // New on each attempt, as the spec asks: receivers reject stale timestamps.
@@ -269,10 +242,7 @@ mod tests {
 
     fn ctx(allow_private: bool) -> Context {
         let policy = AddressPolicy { allow_private };
-        Context {
-            http: build_http_client(policy),
-            policy,
-        }
+        Context { http: build_http_client(policy), policy }
     }
 
     fn prepare_err(config: Value) -> ConfigError {
@@ -287,55 +257,23 @@ mod tests {
         assert_eq!(field(json!({"url": "not a url"})), "url");
         assert_eq!(field(json!({"url": "ftp://example.com/"})), "url");
         assert_eq!(field(json!({"url": "https://example.com/#frag"})), "url");
-        assert_eq!(
-            field(json!({"url": format!("https://example.com/{}", "a".repeat(2048))})),
-            "url"
-        );
-        assert_eq!(
-            field(json!({"url": "http://169.254.169.254/latest/meta-data"})),
-            "url"
-        );
+        assert_eq!(field(json!({"url": format!("https://example.com/{}", "a".repeat(2048))})), "url");
+        assert_eq!(field(json!({"url": "http://169.254.169.254/latest/meta-data"})), "url");
         assert_eq!(field(json!({"url": "http://[::ffff:127.0.0.1]/"})), "url");
-        assert_eq!(
-            field(json!({"url": "https://example.com", "extra": 1})),
-            "extra"
-        );
-        assert_eq!(
-            field(json!({"url": "https://example.com", "secret": "nope"})),
-            "secret"
-        );
-        assert_eq!(
-            field(json!({"url": "https://example.com", "secret": "whsec_c2hvcnQ="})),
-            "secret"
-        );
-        let with_header = |name: &str, value: &str| {
-            field(json!({"url": "https://example.com", "headers": {name: value}}))
-        };
+        assert_eq!(field(json!({"url": "https://example.com", "extra": 1})), "extra");
+        assert_eq!(field(json!({"url": "https://example.com", "secret": "nope"})), "secret");
+        assert_eq!(field(json!({"url": "https://example.com", "secret": "whsec_c2hvcnQ="})), "secret");
+        let with_header =
+            |name: &str, value: &str| field(json!({"url": "https://example.com", "headers": {name: value}}));
         assert_eq!(with_header("Bad Name", "x"), "headers.Bad Name");
         assert_eq!(with_header("X-Ok", "line\r\nX-Evil: 1"), "headers.X-Ok");
-        for reserved in [
-            "Content-Type",
-            "HOST",
-            "user-agent",
-            "Webhook-Signature",
-            "webhook-id",
-            "Transfer-Encoding",
-        ] {
+        for reserved in ["Content-Type", "HOST", "user-agent", "Webhook-Signature", "webhook-id", "Transfer-Encoding"] {
             assert_eq!(with_header(reserved, "x"), format!("headers.{reserved}"));
         }
-        assert_eq!(
-            field(json!({"url": "https://example.com", "headers": {"X-A": 1}})),
-            "headers.X-A"
-        );
-        let many: BTreeMap<String, String> = (0..21)
-            .map(|i| (format!("x-h{i}"), "v".to_owned()))
-            .collect();
-        assert_eq!(
-            field(json!({"url": "https://example.com", "headers": many})),
-            "headers"
-        );
-        let twice =
-            field(json!({"url": "https://example.com", "headers": {"X-A": "1", "x-a": "2"}}));
+        assert_eq!(field(json!({"url": "https://example.com", "headers": {"X-A": 1}})), "headers.X-A");
+        let many: BTreeMap<String, String> = (0..21).map(|i| (format!("x-h{i}"), "v".to_owned())).collect();
+        assert_eq!(field(json!({"url": "https://example.com", "headers": many})), "headers");
+        let twice = field(json!({"url": "https://example.com", "headers": {"X-A": "1", "x-a": "2"}}));
         assert!(twice == "headers.x-a" || twice == "headers.X-A", "{twice}");
         assert_eq!(prepare_err(json!("https://example.com")).field, "");
     }
@@ -343,35 +281,18 @@ mod tests {
     #[test]
     fn prepare_normalises_and_generates_a_secret() {
         let prepared = Webhook
-            .prepare(
-                json!({"url": "HTTPS://Example.COM/hook", "headers": {"X-Team": "ops"}}),
-                &ctx(false),
-            )
+            .prepare(json!({"url": "HTTPS://Example.COM/hook", "headers": {"X-Team": "ops"}}), &ctx(false))
             .unwrap();
         assert_eq!(prepared["url"], "https://example.com/hook");
         assert_eq!(prepared["headers"], json!({"X-Team": "ops"}));
         let secret = prepared["secret"].as_str().unwrap();
         assert_eq!(decode_secret(secret).unwrap().len(), 32);
         // A given secret is kept, and preparing again changes nothing.
-        assert_eq!(
-            Webhook.prepare(prepared.clone(), &ctx(false)).unwrap(),
-            prepared
-        );
+        assert_eq!(Webhook.prepare(prepared.clone(), &ctx(false)).unwrap(), prepared);
         // Private addresses follow the policy.
-        assert!(
-            Webhook
-                .prepare(json!({"url": "http://127.0.0.1:9/"}), &ctx(true))
-                .is_ok()
-        );
+        assert!(Webhook.prepare(json!({"url": "http://127.0.0.1:9/"}), &ctx(true)).is_ok());
         assert!(Webhook.build(&prepared, &ctx(false)).is_ok());
-        assert_eq!(
-            Webhook
-                .build(&json!({"url": "https://example.com"}), &ctx(false))
-                .err()
-                .unwrap()
-                .field,
-            "secret"
-        );
+        assert_eq!(Webhook.build(&json!({"url": "https://example.com"}), &ctx(false)).err().unwrap().field, "secret");
     }
 
     #[test]
@@ -407,9 +328,7 @@ mod tests {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let ctx = ctx(true);
         let config = json!({"url": format!("http://{addr}/hook"), "secret": secret, "headers": {"X-Team": "ops"}});
-        let target = Webhook
-            .build(&Webhook.prepare(config, &ctx).unwrap(), &ctx)
-            .unwrap();
+        let target = Webhook.build(&Webhook.prepare(config, &ctx).unwrap(), &ctx).unwrap();
         let data = json!({"disk": "/", "used": 0.97});
         let message = Message {
             delivery_id: "dlv_01J0TEST",
@@ -421,13 +340,7 @@ mod tests {
         };
         let before = chrono::Utc::now().timestamp();
         let outcome = target.send(&message, Duration::from_secs(5)).await;
-        assert_eq!(
-            outcome,
-            Outcome::Delivered {
-                status_code: Some(200),
-                detail: Some("thanks".into())
-            }
-        );
+        assert_eq!(outcome, Outcome::Delivered { status_code: Some(200), detail: Some("thanks".into()) });
 
         let (headers, body) = seen.lock().unwrap().pop().expect("one request");
         let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
@@ -467,13 +380,7 @@ mod tests {
         };
         let outcome = target.send(&message, Duration::from_secs(5)).await;
         assert_eq!(outcome.label(), "failed");
-        assert!(
-            outcome
-                .error()
-                .unwrap()
-                .starts_with("127.0.0.1 is loopback"),
-            "{outcome:?}"
-        );
+        assert!(outcome.error().unwrap().starts_with("127.0.0.1 is loopback"), "{outcome:?}");
         assert!(seen.lock().unwrap().is_empty());
     }
 }

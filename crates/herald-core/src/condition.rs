@@ -61,9 +61,7 @@ impl Condition {
         if source.len() > MAX_CONDITION_LEN {
             return Err(ConditionError::TooLong);
         }
-        let expr = ENV
-            .compile_expression_owned(source.to_owned())
-            .map_err(|e| ConditionError::Syntax(describe(&e)))?;
+        let expr = ENV.compile_expression_owned(source.to_owned()).map_err(|e| ConditionError::Syntax(describe(&e)))?;
         Ok(Self { source: source.to_owned(), expr })
     }
 

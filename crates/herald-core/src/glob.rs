@@ -37,7 +37,9 @@ pub fn validate(pattern: &str) -> Result<(), String> {
         return Err("must be at most 128 characters".into());
     }
     match pattern.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-' | '*' | '?'))) {
-        Some(bad) => Err(format!("may only contain letters, digits, `_ . : -` and the wildcards `*` `?` (found {bad:?})")),
+        Some(bad) => {
+            Err(format!("may only contain letters, digits, `_ . : -` and the wildcards `*` `?` (found {bad:?})"))
+        }
         None => Ok(()),
     }
 }

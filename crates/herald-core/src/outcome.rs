@@ -26,9 +26,9 @@ impl Outcome {
 
     pub fn status_code(&self) -> Option<u16> {
         match self {
-            Outcome::Delivered { status_code, .. } | Outcome::Retry { status_code, .. } | Outcome::Failed { status_code, .. } => {
-                *status_code
-            }
+            Outcome::Delivered { status_code, .. }
+            | Outcome::Retry { status_code, .. }
+            | Outcome::Failed { status_code, .. } => *status_code,
         }
     }
 

@@ -144,8 +144,14 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_and_clamped() {
         let p = RetryPolicy::default();
-        assert_eq!(p.decide(1, &retry(Some(Duration::from_secs(42))), 0.9), RetryDecision::RetryIn(Duration::from_secs(42)));
-        assert_eq!(p.decide(1, &retry(Some(Duration::from_secs(10 * 86_400))), 0.9), RetryDecision::RetryIn(MAX_RETRY_AFTER));
+        assert_eq!(
+            p.decide(1, &retry(Some(Duration::from_secs(42))), 0.9),
+            RetryDecision::RetryIn(Duration::from_secs(42))
+        );
+        assert_eq!(
+            p.decide(1, &retry(Some(Duration::from_secs(10 * 86_400))), 0.9),
+            RetryDecision::RetryIn(MAX_RETRY_AFTER)
+        );
         // Retry-After never extends the number of attempts.
         assert_eq!(p.decide(8, &retry(Some(Duration::from_secs(1))), 0.9), RetryDecision::Failed);
     }

@@ -3,11 +3,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use crate::{
-    Condition, IntegrationId, RuleId,
-    condition::ConditionInput,
-    glob,
-};
+use crate::{Condition, IntegrationId, RuleId, condition::ConditionInput, glob};
 
 /// A rule as the router needs it (already parsed).
 #[derive(Debug, Clone)]
@@ -61,7 +57,8 @@ pub struct Plan {
 /// Rule integrations that no longer exist are left out.
 pub fn plan(event: EventView<'_>, rules: &[Rule], targets: &HashMap<IntegrationId, Target>) -> Plan {
     let mut out = Plan::default();
-    let input = ConditionInput { id: event.id, event_type: event.event_type, severity: event.severity, data: event.data };
+    let input =
+        ConditionInput { id: event.id, event_type: event.event_type, severity: event.severity, data: event.data };
     for rule in rules.iter().filter(|r| r.enabled) {
         if !rule.event_types.iter().any(|p| glob::matches(p, event.event_type)) {
             continue;

@@ -4,7 +4,9 @@
 use sqlx::{AssertSqlSafe, FromRow};
 
 use crate::{
-    Backend, Db, Result, Tx, events::EventRow, on_db, on_tx,
+    Backend, Db, Result, Tx,
+    events::EventRow,
+    on_db, on_tx,
     sql::{Filter, bind_all, chunk_sizes, placeholders},
 };
 
@@ -120,7 +122,8 @@ impl Db {
     pub async fn retry_delivery(&self, tenant: &str, id: &str, now: i64) -> Result<Option<bool>> {
         let sql = "UPDATE deliveries SET status = 'pending', due_at = $3, lease_token = NULL, updated_at = $3 \
                    WHERE tenant_id = $1 AND id = $2 AND status = 'failed'";
-        let n = on_db!(self, pool => sqlx::query(sql).bind(tenant).bind(id).bind(now).execute(pool).await?.rows_affected());
+        let n =
+            on_db!(self, pool => sqlx::query(sql).bind(tenant).bind(id).bind(now).execute(pool).await?.rows_affected());
         if n == 1 {
             return Ok(Some(true));
         }

@@ -3,7 +3,10 @@
 
 use sqlx::{AssertSqlSafe, FromRow};
 
-use crate::{Db, Result, on_db, sql::{Filter, bind_all}};
+use crate::{
+    Db, Result, on_db,
+    sql::{Filter, bind_all},
+};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct IntegrationRow {
@@ -47,7 +50,12 @@ impl Db {
     }
 
     /// Oldest first; `after_id` is the cursor.
-    pub async fn list_integrations(&self, tenant: &str, after_id: Option<&str>, limit: i64) -> Result<Vec<IntegrationRow>> {
+    pub async fn list_integrations(
+        &self,
+        tenant: &str,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<IntegrationRow>> {
         let mut w = Filter::for_tenant("tenant_id", tenant);
         w.push_opt_text("id > ?", after_id);
         let sql = format!("SELECT {COLUMNS} FROM integrations {}", w.finish("id", limit));

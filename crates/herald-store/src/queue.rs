@@ -152,8 +152,10 @@ impl Db {
     }
 
     pub async fn queue_stats(&self, now: i64) -> Result<QueueStats> {
-        let sql = "SELECT COUNT(*), MIN(CASE WHEN due_at <= $1 THEN due_at END) FROM deliveries WHERE status = 'pending'";
-        let (depth, oldest_due_at): (i64, Option<i64>) = on_db!(self, pool => sqlx::query_as(AssertSqlSafe(sql)).bind(now).fetch_one(pool).await?);
+        let sql =
+            "SELECT COUNT(*), MIN(CASE WHEN due_at <= $1 THEN due_at END) FROM deliveries WHERE status = 'pending'";
+        let (depth, oldest_due_at): (i64, Option<i64>) =
+            on_db!(self, pool => sqlx::query_as(AssertSqlSafe(sql)).bind(now).fetch_one(pool).await?);
         Ok(QueueStats { depth, oldest_due_at })
     }
 

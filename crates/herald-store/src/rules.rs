@@ -2,7 +2,10 @@
 
 use sqlx::{AssertSqlSafe, FromRow};
 
-use crate::{Db, Result, from_json, on_db, sql::{Filter, bind_all}};
+use crate::{
+    Db, Result, from_json, on_db,
+    sql::{Filter, bind_all},
+};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct RuleRow {
@@ -73,7 +76,11 @@ impl Db {
     }
 
     /// (rule id, its integration ids) of every rule of `tenant` naming `integration`.
-    pub(crate) async fn rules_using_integration(&self, tenant: &str, integration: &str) -> Result<Vec<(String, Vec<String>)>> {
+    pub(crate) async fn rules_using_integration(
+        &self,
+        tenant: &str,
+        integration: &str,
+    ) -> Result<Vec<(String, Vec<String>)>> {
         let mut out = Vec::new();
         for rule in self.list_rules(tenant, None, i64::MAX).await? {
             let ids = rule.integration_ids()?;

@@ -57,13 +57,15 @@ impl Db {
             row: ApiKeyRow,
             key_hash: String,
         }
-        let sql = "SELECT id, tenant_id, name, scope, key_prefix, created_at, key_hash FROM api_keys WHERE key_hash = $1";
+        let sql =
+            "SELECT id, tenant_id, name, scope, key_prefix, created_at, key_hash FROM api_keys WHERE key_hash = $1";
         let found: Option<Found> = on_db!(self, pool => sqlx::query_as(sql).bind(key_hash).fetch_optional(pool).await?);
         Ok(found.map(|f| (f.row, f.key_hash)))
     }
 
     pub async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyRow>> {
-        let sql = "SELECT id, tenant_id, name, scope, key_prefix, created_at FROM api_keys WHERE tenant_id = $1 ORDER BY id";
+        let sql =
+            "SELECT id, tenant_id, name, scope, key_prefix, created_at FROM api_keys WHERE tenant_id = $1 ORDER BY id";
         Ok(on_db!(self, pool => sqlx::query_as(sql).bind(tenant).fetch_all(pool).await?))
     }
 

@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 
-use crate::{error::ApiError, secrets, state::{AdminToken, AppState}};
+use crate::{
+    error::ApiError,
+    secrets,
+    state::{AdminToken, AppState},
+};
 
 /// How long a looked-up API key is trusted without reading the table again.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);

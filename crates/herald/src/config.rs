@@ -104,12 +104,13 @@ impl Config {
         let mut warnings = Vec::new();
         let path = file.map(PathBuf::from).unwrap_or_else(|| PathBuf::from("herald.toml"));
         if path.exists() {
-            let text = std::fs::read_to_string(&path).map_err(|e| bad("config file", format!("{}: {e}", path.display())))?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| bad("config file", format!("{}: {e}", path.display())))?;
             let table: BTreeMap<String, Scalar> =
                 toml::from_str(&text).map_err(|e| bad("config file", format!("{}: {e}", path.display())))?;
             for (k, v) in table {
-                if values.contains_key(&k) {
-                    values.insert(k, v.into_text());
+                if let Some(slot) = values.get_mut(&k) {
+                    *slot = v.into_text();
                 } else {
                     warnings.push(format!("{}: unknown setting `{k}` ignored", path.display()));
                 }
@@ -120,8 +121,8 @@ impl Config {
         for (name, value) in std::env::vars() {
             let Some(key) = name.strip_prefix("HERALD_") else { continue };
             let key = key.to_lowercase();
-            if values.contains_key(&key) {
-                values.insert(key, value);
+            if let Some(slot) = values.get_mut(&key) {
+                *slot = value;
             } else if !matches!(key.as_str(), "test_database_url" | "bench_database_url") {
                 warnings.push(format!("unknown variable {name} ignored (a typo?)"));
             }
@@ -132,7 +133,8 @@ impl Config {
     fn from_values(v: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
         let get = |k: &str| v.get(k).map(String::as_str).unwrap_or_default();
         let opt = |k: &str| Some(get(k).trim()).filter(|s| !s.is_empty()).map(str::to_owned);
-        let listen: SocketAddr = get("listen").parse().map_err(|e| bad("listen", format!("`{}`: {e}", get("listen"))))?;
+        let listen: SocketAddr =
+            get("listen").parse().map_err(|e| bad("listen", format!("`{}`: {e}", get("listen"))))?;
         let data_dir = PathBuf::from(get("data_dir"));
         let database_url = opt("database_url").unwrap_or_else(|| herald_store::Db::sqlite_url_in(&data_dir));
         let duration = |k: &str| parse_duration(get(k).trim()).map_err(|e| bad(k, e));
@@ -143,7 +145,10 @@ impl Config {
             database_url,
             admin_token: opt("admin_token").map(Secret),
             master_key: opt("master_key").map(Secret),
-            public_url: opt("public_url").unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_owned(),
+            public_url: opt("public_url")
+                .unwrap_or_else(|| format!("http://{listen}"))
+                .trim_end_matches('/')
+                .to_owned(),
             retry: RetryPolicy::parse(get("retry_schedule")).map_err(|e| bad("retry_schedule", e))?,
             outbound_allow_private: match get("outbound_allow_private").trim() {
                 "true" | "1" | "yes" => true,
@@ -178,7 +183,8 @@ impl Config {
 
     /// A commented `herald.toml` with every setting at its default.
     pub fn default_file() -> String {
-        let mut out = String::from("# herald.toml: every setting at its default. HERALD_<NAME> variables override these.\n\n");
+        let mut out =
+            String::from("# herald.toml: every setting at its default. HERALD_<NAME> variables override these.\n\n");
         for (k, d, meaning) in SETTINGS {
             let value = if *k == "outbound_allow_private" || k.ends_with("bytes") || *k == "delivery_concurrency" {
                 d.to_string()
@@ -220,7 +226,9 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        for (k, val) in [("retry_schedule", "5q"), ("log_format", "xml"), ("listen", "nope"), ("outbound_allow_private", "maybe")] {
+        for (k, val) in
+            [("retry_schedule", "5q"), ("log_format", "xml"), ("listen", "nope"), ("outbound_allow_private", "maybe")]
+        {
             let mut v = defaults();
             v.insert(k.into(), val.into());
             assert_eq!(Config::from_values(&v).unwrap_err().name, k);
@@ -239,8 +247,11 @@ mod tests {
     #[test]
     fn default_file_parses_back() {
         let text = Config::default_file();
-        let uncommented: String =
-            text.lines().filter(|l| l.starts_with("# ") && l.contains(" = ")).map(|l| format!("{}\n", &l[2..])).collect();
+        let uncommented: String = text
+            .lines()
+            .filter(|l| l.starts_with("# ") && l.contains(" = "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
         let table: BTreeMap<String, Scalar> = toml::from_str(&uncommented).unwrap();
         assert_eq!(table.len(), SETTINGS.len());
     }

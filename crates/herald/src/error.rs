@@ -11,13 +11,19 @@ use serde_json::json;
 #[derive(Debug)]
 pub enum ApiError {
     /// 400: the request is malformed; `field` names the culprit.
-    Invalid { field: Option<String>, detail: String },
+    Invalid {
+        field: Option<String>,
+        detail: String,
+    },
     Unauthorized,
     Forbidden(String),
     NotFound(String),
     Conflict(String),
     /// 422: well-formed but cannot be done (e.g. an idempotency key reused with another body).
-    Unprocessable { field: Option<String>, detail: String },
+    Unprocessable {
+        field: Option<String>,
+        detail: String,
+    },
     PayloadTooLarge(usize),
     MethodNotAllowed,
     TooManyRequests(String),
@@ -45,7 +51,9 @@ impl<E: Into<anyhow::Error>> From<E> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title, detail, field) = match self {
-            ApiError::Invalid { field, detail } => (StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", detail, field),
+            ApiError::Invalid { field, detail } => {
+                (StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", detail, field)
+            }
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -73,10 +81,18 @@ impl IntoResponse for ApiError {
                 "this method is not allowed on this endpoint".to_owned(),
                 None,
             ),
-            ApiError::TooManyRequests(d) => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests", d, None),
+            ApiError::TooManyRequests(d) => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests", d, None)
+            }
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the server failed; see its log".to_owned(), None)
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                    "the server failed; see its log".to_owned(),
+                    None,
+                )
             }
             ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Unavailable", d, None),
         };

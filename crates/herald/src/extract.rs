@@ -60,7 +60,10 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             Some(m) => m.to_owned(),
             None => message.clone(),
         };
-        ApiError::Invalid { field: Some(field).filter(|f| !f.is_empty()), detail: if detail.is_empty() { message } else { detail } }
+        ApiError::Invalid {
+            field: Some(field).filter(|f| !f.is_empty()),
+            detail: if detail.is_empty() { message } else { detail },
+        }
     })
 }
 
@@ -83,11 +86,10 @@ fn serde_urlencoded_de<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> 
     let map: serde_json::Map<String, serde_json::Value> = url::form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
         .collect();
-    parse_json(serde_json::to_vec(&map).expect("a map of strings serialises").as_slice())
-        .map_err(|e| match e {
-            ApiError::Invalid { field, detail } => ApiError::Invalid { field, detail: format!("query string: {detail}") },
-            other => other,
-        })
+    parse_json(serde_json::to_vec(&map).expect("a map of strings serialises").as_slice()).map_err(|e| match e {
+        ApiError::Invalid { field, detail } => ApiError::Invalid { field, detail: format!("query string: {detail}") },
+        other => other,
+    })
 }
 
 #[cfg(test)]

@@ -116,7 +116,10 @@ impl MasterKey {
         let (nonce, ct) = blob.split_at(24);
         let cipher = XChaCha20Poly1305::new(&self.key.into());
         let plain = cipher
-            .decrypt(&XNonce::try_from(nonce).map_err(|_| SecretError::Unseal)?, Payload { msg: ct, aad: context.as_bytes() })
+            .decrypt(
+                &XNonce::try_from(nonce).map_err(|_| SecretError::Unseal)?,
+                Payload { msg: ct, aad: context.as_bytes() },
+            )
             .map_err(|_| SecretError::Unseal)?;
         String::from_utf8(plain).map_err(|_| SecretError::Unseal)
     }

@@ -100,7 +100,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", state.config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(address = %addr, database = ?db.backend(), "Herald listening on http://{addr}");
+    tracing::info!(
+        address = %addr,
+        database = ?db.backend(),
+        public_url = %state.config.public_url,
+        master_key_id = state.key.key_id(),
+        "Herald listening on http://{addr}"
+    );
 
     let signal = shutdown.clone();
     axum::serve(listener, api::router(state.clone()))

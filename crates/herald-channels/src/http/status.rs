@@ -9,55 +9,30 @@ use herald_core::Outcome;
 /// Classifies an HTTP answer: 2xx delivered; 408, 425, 429 and 5xx worth
 /// retrying (429, 502, 503 and 504 with their `Retry-After`); 3xx and other
 /// 4xx failed.
-pub fn classify(
-    status: u16,
-    retry_after: Option<&str>,
-    body_excerpt: Option<String>,
-    now: DateTime<Utc>,
-) -> Outcome {
+pub fn classify(status: u16, retry_after: Option<&str>, body_excerpt: Option<String>, now: DateTime<Utc>) -> Outcome {
     let status_code = Some(status);
     let detail = body_excerpt;
     match status {
-        200..=299 => Outcome::Delivered {
-            status_code,
-            detail,
-        },
+        200..=299 => Outcome::Delivered { status_code, detail },
         // Following a redirect could lead past the address policy, and the
         // Standard Webhooks spec counts a 3xx as a failure.
-        300..=399 => Outcome::Failed {
-            status_code,
-            error: format!("redirect ({}) not followed", status_text(status)),
-            detail,
-        },
+        300..=399 => {
+            Outcome::Failed { status_code, error: format!("redirect ({}) not followed", status_text(status)), detail }
+        }
         408 | 425 | 429 | 500..=599 => {
             // RFC 9110 defines Retry-After for 503 and RFC 6585 for 429;
             // Standard Webhooks also asks to honour it on 502 and 504, which
             // gateways send when they throttle.
             let after = match status {
-                429 | 502 | 503 | 504 => {
-                    retry_after.and_then(|value| parse_retry_after(value, now))
-                }
+                429 | 502 | 503 | 504 => retry_after.and_then(|value| parse_retry_after(value, now)),
                 _ => None,
             };
-            Outcome::Retry {
-                status_code,
-                after,
-                error: status_text(status),
-                detail,
-            }
+            Outcome::Retry { status_code, after, error: status_text(status), detail }
         }
-        400..=499 => Outcome::Failed {
-            status_code,
-            error: status_text(status),
-            detail,
-        },
+        400..=499 => Outcome::Failed { status_code, error: status_text(status), detail },
         // 1xx never reaches us as a final answer from a sane server, and
         // anything outside 100..=599 is not HTTP.
-        _ => Outcome::Failed {
-            status_code,
-            error: format!("unexpected status ({})", status_text(status)),
-            detail,
-        },
+        _ => Outcome::Failed { status_code, error: format!("unexpected status ({})", status_text(status)), detail },
     }
 }
 
@@ -69,19 +44,12 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
         return value.parse().ok().map(Duration::from_secs);
     }
     let at = DateTime::parse_from_rfc2822(value).ok()?;
-    Some(
-        (at.with_timezone(&Utc) - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
+    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// "HTTP 503 Service Unavailable", or "HTTP 599" for a code without a name.
 fn status_text(status: u16) -> String {
-    match reqwest::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-    {
+    match reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()) {
         Some(reason) => format!("HTTP {status} {reason}"),
         None => format!("HTTP {status}"),
     }
@@ -103,10 +71,7 @@ mod tests {
         let excerpt = Some("ok".to_owned());
         assert_eq!(
             classify(200, None, excerpt.clone(), now()),
-            Outcome::Delivered {
-                status_code: Some(200),
-                detail: excerpt.clone()
-            }
+            Outcome::Delivered { status_code: Some(200), detail: excerpt.clone() }
         );
         assert_eq!(
             classify(302, None, None, now()),
@@ -127,11 +92,7 @@ mod tests {
         );
         assert_eq!(
             classify(404, Some("120"), None, now()),
-            Outcome::Failed {
-                status_code: Some(404),
-                error: "HTTP 404 Not Found".into(),
-                detail: None
-            }
+            Outcome::Failed { status_code: Some(404), error: "HTTP 404 Not Found".into(), detail: None }
         );
         assert_eq!(classify(599, None, None, now()).error(), Some("HTTP 599"));
         assert_eq!(classify(410, None, None, now()).label(), "failed");
@@ -150,25 +111,11 @@ mod tests {
     fn retry_after_in_seconds_or_as_a_date() {
         assert_eq!(after(429, "7"), Some(Duration::from_secs(7)));
         assert_eq!(after(429, " 0 "), Some(Duration::ZERO));
-        assert_eq!(
-            after(503, "Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::from_secs(28 * 60))
-        );
-        assert_eq!(
-            after(503, "Wed, 21 Oct 2015 06:28:00 GMT"),
-            Some(Duration::ZERO),
-            "a past date means now"
-        );
+        assert_eq!(after(503, "Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::from_secs(28 * 60)));
+        assert_eq!(after(503, "Wed, 21 Oct 2015 06:28:00 GMT"), Some(Duration::ZERO), "a past date means now");
         assert_eq!(after(502, "30"), Some(Duration::from_secs(30)));
         assert_eq!(after(504, "30"), Some(Duration::from_secs(30)));
-        for garbage in [
-            "",
-            "soon",
-            "-5",
-            "1.5",
-            "99999999999999999999999",
-            "21 Oct 2015",
-        ] {
+        for garbage in ["", "soon", "-5", "1.5", "99999999999999999999999", "21 Oct 2015"] {
             assert_eq!(after(429, garbage), None, "{garbage:?}");
         }
         // Other retryable statuses do not carry a Retry-After meaning.

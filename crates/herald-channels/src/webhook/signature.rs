@@ -25,9 +25,7 @@ pub enum SecretError {
 
 /// Decodes a `whsec_<base64>` secret to the HMAC key (24 to 64 bytes).
 pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SecretError> {
-    let encoded = secret
-        .strip_prefix(SECRET_PREFIX)
-        .ok_or(SecretError::Prefix)?;
+    let encoded = secret.strip_prefix(SECRET_PREFIX).ok_or(SecretError::Prefix)?;
     // Padding is optional: secrets pasted from other tools often drop it.
     let key = STANDARD_PAD_INDIFFERENT.decode(encoded)?;
     if !(24..=64).contains(&key.len()) {
@@ -63,12 +61,7 @@ mod tests {
     fn known_answer_vectors() {
         let key = decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         assert_eq!(
-            sign(
-                &key,
-                "msg_p5jXN8AQM9LWM0D4loKWxJek",
-                1614265330,
-                br#"{"test": 2432232314}"#
-            ),
+            sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
         let key = decode_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
@@ -85,25 +78,13 @@ mod tests {
 
     #[test]
     fn secrets_are_checked() {
-        assert_eq!(
-            decode_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-            Err(SecretError::Prefix)
-        );
-        assert!(matches!(
-            decode_secret("whsec_not*base64"),
-            Err(SecretError::Base64(_))
-        ));
+        assert_eq!(decode_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), Err(SecretError::Prefix));
+        assert!(matches!(decode_secret("whsec_not*base64"), Err(SecretError::Base64(_))));
         assert_eq!(decode_secret("whsec_c2hvcnQ="), Err(SecretError::Length(5)));
-        assert_eq!(
-            decode_secret(&format!("whsec_{}", STANDARD.encode([7u8; 65]))),
-            Err(SecretError::Length(65))
-        );
+        assert_eq!(decode_secret(&format!("whsec_{}", STANDARD.encode([7u8; 65]))), Err(SecretError::Length(65)));
         // Padding is optional.
         let padded = format!("whsec_{}", STANDARD.encode([1u8; 32]));
-        assert_eq!(
-            decode_secret(padded.trim_end_matches('=')).unwrap(),
-            vec![1u8; 32]
-        );
+        assert_eq!(decode_secret(padded.trim_end_matches('=')).unwrap(), vec![1u8; 32]);
     }
 
     #[test]

@@ -46,7 +46,10 @@ async fn create_tenant(
         && input.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && input.id.as_bytes()[0].is_ascii_alphanumeric();
     if !slug_ok {
-        return Err(ApiError::invalid("id", "must be 1 to 64 characters of a-z, 0-9, `-` and `_`, starting with a letter or digit"));
+        return Err(ApiError::invalid(
+            "id",
+            "must be 1 to 64 characters of a-z, 0-9, `-` and `_`, starting with a letter or digit",
+        ));
     }
     if input.name.trim().is_empty() || input.name.chars().count() > 200 {
         return Err(ApiError::invalid("name", "must be 1 to 200 characters"));

@@ -156,10 +156,16 @@ async fn retry(
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     match state.db.retry_delivery(&caller.tenant, &id, now_ms()).await? {
         None => Err(ApiError::not_found("delivery", &id)),
-        Some(false) => Err(ApiError::Conflict(format!("delivery `{id}` is not failed; only failed deliveries can be retried"))),
+        Some(false) => {
+            Err(ApiError::Conflict(format!("delivery `{id}` is not failed; only failed deliveries can be retried")))
+        }
         Some(true) => {
             state.wake.deliveries_committed().await;
-            let row = state.db.get_delivery(&caller.tenant, &id).await?.ok_or_else(|| ApiError::not_found("delivery", &id))?;
+            let row = state
+                .db
+                .get_delivery(&caller.tenant, &id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("delivery", &id))?;
             Ok((StatusCode::ACCEPTED, Json(serde_json::to_value(DeliveryOut::from(row))?)))
         }
     }

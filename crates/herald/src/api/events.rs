@@ -91,7 +91,8 @@ impl From<EventRow> for EventOut {
 /// Validates one event; `prefix` locates it in a batch (`events[3].`).
 fn build_event(tenant: &str, input: EventIn, header_key: Option<&str>, prefix: &str) -> ApiResult<NewEvent> {
     let field = |f: &str| format!("{prefix}{f}");
-    let event_type = EventType::parse(&input.event_type).map_err(|e| ApiError::invalid(field("type"), e.to_string()))?;
+    let event_type =
+        EventType::parse(&input.event_type).map_err(|e| ApiError::invalid(field("type"), e.to_string()))?;
     let data = input.data.clone().unwrap_or_else(|| json!({}));
     if !data.is_object() {
         return Err(ApiError::invalid(field("data"), "must be a JSON object"));
@@ -139,7 +140,9 @@ fn build_event(tenant: &str, input: EventIn, header_key: Option<&str>, prefix: &
 
 fn ingest_error(e: IngestError) -> ApiError {
     match e {
-        IngestError::Closed => ApiError::Unavailable("the server is shutting down; retry on another node or later".into()),
+        IngestError::Closed => {
+            ApiError::Unavailable("the server is shutting down; retry on another node or later".into())
+        }
         IngestError::Store(e) => ApiError::Internal(anyhow::Error::new(e)),
     }
 }
@@ -158,7 +161,9 @@ async fn post_event(
     let event = build_event(&caller.tenant, input, header_key, "")?;
     let result = state.ingest.submit(vec![event]).await.map_err(ingest_error)?;
     match result.into_iter().next().expect("one result per event") {
-        Inserted::Created(id) => Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "accepted"}))).into_response()),
+        Inserted::Created(id) => {
+            Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "accepted"}))).into_response())
+        }
         Inserted::Replay(id) => {
             let mut res = (StatusCode::ACCEPTED, Json(json!({"id": id, "status": "accepted"}))).into_response();
             res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -185,11 +190,11 @@ async fn post_batch(
     for (i, raw) in batch.events.into_iter().enumerate() {
         let prefix = format!("events[{i}].");
         let input: EventIn = parse_json(raw.to_string().as_bytes()).map_err(|e| match e {
-                ApiError::Invalid { field, detail } => {
-                    ApiError::Invalid { field: Some(format!("{prefix}{}", field.unwrap_or_default())), detail }
-                }
-                other => other,
-            })?;
+            ApiError::Invalid { field, detail } => {
+                ApiError::Invalid { field: Some(format!("{prefix}{}", field.unwrap_or_default())), detail }
+            }
+            other => other,
+        })?;
         events.push(build_event(&caller.tenant, input, None, &prefix)?);
     }
     let results = state.ingest.submit(events).await.map_err(ingest_error)?;

@@ -111,7 +111,10 @@ fn out(state: &AppState, row: IntegrationRow) -> IntegrationOut {
 
 fn channel_of(state: &AppState, kind: &str) -> ApiResult<std::sync::Arc<dyn Channel>> {
     state.channels.get(kind).cloned().ok_or_else(|| {
-        ApiError::invalid("type", format!("unknown integration type `{kind}`; known: {}", state.channels.kinds().join(", ")))
+        ApiError::invalid(
+            "type",
+            format!("unknown integration type `{kind}`; known: {}", state.channels.kinds().join(", ")),
+        )
     })
 }
 
@@ -141,15 +144,19 @@ fn prepare_config(
             match previous.and_then(|p| p.get(*field)) {
                 Some(kept) => config[*field] = kept.clone(),
                 None => {
-                    return Err(ApiError::invalid(format!("config.{field}"), "`********` keeps a stored secret, but there is none"));
+                    return Err(ApiError::invalid(
+                        format!("config.{field}"),
+                        "`********` keeps a stored secret, but there is none",
+                    ));
                 }
             }
         }
     }
-    let given: Vec<&str> = channel.secret_fields().iter().copied().filter(|f| config.get(*f).is_some_and(|v| !v.is_null())).collect();
-    let mut prepared = channel
-        .prepare(config, &state.channel_ctx)
-        .map_err(|e| ApiError::invalid(if e.field.is_empty() { "config".into() } else { format!("config.{}", e.field) }, e.message))?;
+    let given: Vec<&str> =
+        channel.secret_fields().iter().copied().filter(|f| config.get(*f).is_some_and(|v| !v.is_null())).collect();
+    let mut prepared = channel.prepare(config, &state.channel_ctx).map_err(|e| {
+        ApiError::invalid(if e.field.is_empty() { "config".into() } else { format!("config.{}", e.field) }, e.message)
+    })?;
     let generated = channel
         .secret_fields()
         .iter()
@@ -234,7 +241,13 @@ async fn get_one(
     Ok(Json(out(&state, load(&state, &caller.tenant, &id).await?)))
 }
 
-async fn save(state: &AppState, mut row: IntegrationRow, name: String, config: Value, enabled: bool) -> ApiResult<Json<IntegrationOut>> {
+async fn save(
+    state: &AppState,
+    mut row: IntegrationRow,
+    name: String,
+    config: Value,
+    enabled: bool,
+) -> ApiResult<Json<IntegrationOut>> {
     check_name(&name)?;
     let channel = channel_of(state, &row.kind)?;
     let previous = opened(state, channel.as_ref(), &row)?;

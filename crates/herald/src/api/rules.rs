@@ -103,7 +103,10 @@ async fn validate(state: &AppState, tenant: &str, input: RuleIn, row: &mut RuleR
     let mut ids: Vec<String> = Vec::new();
     for (i, id) in input.integration_ids.into_iter().enumerate() {
         if state.db.get_integration(tenant, &id).await?.is_none() {
-            return Err(ApiError::invalid(format!("integration_ids[{i}]"), format!("integration `{id}` does not exist")));
+            return Err(ApiError::invalid(
+                format!("integration_ids[{i}]"),
+                format!("integration `{id}` does not exist"),
+            ));
         }
         if !ids.contains(&id) {
             ids.push(id);
@@ -161,7 +164,11 @@ async fn load(state: &AppState, tenant: &str, id: &str) -> ApiResult<RuleRow> {
     state.db.get_rule(tenant, id).await?.ok_or_else(|| ApiError::not_found("rule", id))
 }
 
-async fn get_one(State(state): State<AppState>, TenantAuth(caller): TenantAuth, Path(id): Path<String>) -> ApiResult<Json<RuleOut>> {
+async fn get_one(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RuleOut>> {
     Ok(Json(out(load(&state, &caller.tenant, &id).await?)?))
 }
 
@@ -207,7 +214,11 @@ async fn patch(
     store(&state, &caller.tenant, row, input).await
 }
 
-async fn delete(State(state): State<AppState>, TenantAuth(caller): TenantAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     if state.db.delete_rule(&caller.tenant, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

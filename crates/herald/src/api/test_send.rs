@@ -12,11 +12,7 @@ use axum::{
     extract::{Path, State},
 };
 use herald_core::{DeliveryId, EventId};
-use herald_store::{
-    deliveries::NewDelivery,
-    events::NewEvent,
-    queue::Job,
-};
+use herald_store::{deliveries::NewDelivery, events::NewEvent, queue::Job};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -64,9 +60,13 @@ pub async fn test(
     JsonBytes(body): JsonBytes,
 ) -> ApiResult<Json<Value>> {
     let input: TestIn = if body.iter().all(u8::is_ascii_whitespace) { TestIn::default() } else { parse_json(&body)? };
-    let row = state.db.get_integration(&caller.tenant, &id).await?.ok_or_else(|| ApiError::not_found("integration", &id))?;
+    let row =
+        state.db.get_integration(&caller.tenant, &id).await?.ok_or_else(|| ApiError::not_found("integration", &id))?;
     if input.recipient.is_some() && row.kind == "webhook" {
-        return Err(ApiError::invalid("recipient", "a webhook integration sends to its configured url; change the url instead"));
+        return Err(ApiError::invalid(
+            "recipient",
+            "a webhook integration sends to its configured url; change the url instead",
+        ));
     }
     if !state.test_limiter.allow(&caller.tenant) {
         return Err(ApiError::TooManyRequests(format!("at most {PER_MINUTE} test sends per minute")));

@@ -24,11 +24,20 @@ const MAX_EXCERPT: usize = 1024;
 /// not per delivery, and HTTP connections are reused.
 #[derive(Default)]
 pub struct TargetCache {
-    built: Mutex<HashMap<String, (i64, Arc<dyn Target>)>>,
+    built: Mutex<HashMap<String, Built>>,
 }
 
+/// A built target and the integration `updated_at` it was built from.
+type Built = (i64, Arc<dyn Target>);
+
 impl TargetCache {
-    fn get_or_build(&self, state: &AppState, job: &Job, config: &str, updated_at: i64) -> Result<Arc<dyn Target>, String> {
+    fn get_or_build(
+        &self,
+        state: &AppState,
+        job: &Job,
+        config: &str,
+        updated_at: i64,
+    ) -> Result<Arc<dyn Target>, String> {
         if let Some((at, target)) = self.built.lock().expect("target cache lock").get(&job.integration_id)
             && *at == updated_at
         {
@@ -41,10 +50,18 @@ impl TargetCache {
 }
 
 /// Builds a target from a stored integration config.
-pub fn build(state: &AppState, tenant: &str, integration: &str, kind: &str, config: &str) -> Result<Arc<dyn Target>, String> {
+pub fn build(
+    state: &AppState,
+    tenant: &str,
+    integration: &str,
+    kind: &str,
+    config: &str,
+) -> Result<Arc<dyn Target>, String> {
     let channel = state.channels.get(kind).ok_or_else(|| format!("unknown integration type `{kind}`"))?;
-    let mut value: serde_json::Value = serde_json::from_str(config).map_err(|e| format!("stored config is not JSON: {e}"))?;
-    secrets::open_fields(&state.key, tenant, integration, channel.secret_fields(), &mut value).map_err(|e| e.to_string())?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(config).map_err(|e| format!("stored config is not JSON: {e}"))?;
+    secrets::open_fields(&state.key, tenant, integration, channel.secret_fields(), &mut value)
+        .map_err(|e| e.to_string())?;
     channel.build(&value, &state.channel_ctx).map_err(|e| format!("invalid config: {e}"))
 }
 
@@ -82,8 +99,10 @@ pub async fn run(state: &AppState, targets: &TargetCache, job: &Job) -> Completi
     };
     let finished = now_ms();
     done.duration_ms = finished - done.at;
-    metrics::histogram!("herald_attempt_duration_seconds", "channel" => job.channel.clone()).record(done.duration_ms as f64 / 1000.0);
-    metrics::counter!("herald_attempts_total", "channel" => job.channel.clone(), "outcome" => outcome.label()).increment(1);
+    metrics::histogram!("herald_attempt_duration_seconds", "channel" => job.channel.clone())
+        .record(done.duration_ms as f64 / 1000.0);
+    metrics::counter!("herald_attempts_total", "channel" => job.channel.clone(), "outcome" => outcome.label())
+        .increment(1);
     done.outcome = outcome.label().into();
     done.status_code = outcome.status_code().map(i64::from);
     done.error = outcome.error().map(str::to_owned);

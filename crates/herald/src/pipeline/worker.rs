@@ -71,7 +71,8 @@ pub async fn run(state: AppState) {
         for job in jobs {
             let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
             in_flight.lock().expect("in-flight lock").insert(job.delivery_id.clone(), job.lease_token.clone());
-            let (state, targets, done_tx, in_flight) = (state.clone(), targets.clone(), done_tx.clone(), in_flight.clone());
+            let (state, targets, done_tx, in_flight) =
+                (state.clone(), targets.clone(), done_tx.clone(), in_flight.clone());
             tracker.spawn(async move {
                 let completion = attempt::run(&state, &targets, &job).await;
                 // Record first, then forget the lease: a release at shutdown
@@ -87,7 +88,10 @@ pub async fn run(state: AppState) {
     let grace = state.config.shutdown_grace;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         let leases: Vec<(String, String)> = in_flight.lock().expect("in-flight lock").drain().collect();
-        tracing::warn!(count = leases.len(), "in-flight deliveries did not finish within the grace period; releasing them");
+        tracing::warn!(
+            count = leases.len(),
+            "in-flight deliveries did not finish within the grace period; releasing them"
+        );
         if let Err(e) = state.db.release(&leases, now_ms()).await {
             tracing::error!(error = ?e, "releasing leases failed; they become due when the lease runs out");
         }
@@ -119,7 +123,10 @@ async fn complete_loop(state: AppState, mut rx: mpsc::UnboundedReceiver<Completi
             match state.db.complete(&batch).await {
                 Ok(applied) => {
                     if applied < batch.len() {
-                        tracing::warn!(lost = batch.len() - applied, "some results arrived after their lease ran out; the deliveries were left as others had set them");
+                        tracing::warn!(
+                            lost = batch.len() - applied,
+                            "some results arrived after their lease ran out; the deliveries were left as others had set them"
+                        );
                     }
                     if batch.iter().any(|c| c.new_status == "pending") {
                         state.wake.deliveries.notify_one();

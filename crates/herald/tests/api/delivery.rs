@@ -55,7 +55,8 @@ backend_test!(globs_and_conditions_filter_events, |backend: Backend| async move 
     let post = |t: &'static str, sev: &'static str, attempts: i64| {
         let app = &app;
         async move {
-            let (s, b) = app.post("/v1/events", json!({"type": t, "severity": sev, "data": {"attempts": attempts}})).await;
+            let (s, b) =
+                app.post("/v1/events", json!({"type": t, "severity": sev, "data": {"attempts": attempts}})).await;
             assert_eq!(s, 202, "{b}");
             b["id"].as_str().unwrap().to_owned()
         }
@@ -66,7 +67,9 @@ backend_test!(globs_and_conditions_filter_events, |backend: Backend| async move 
     let e4 = post("auth.failed", "error", 9).await; // both
     let e5 = post("oauth.failed", "info", 9).await; // nobody: glob is anchored
 
-    let count = |deliveries: Vec<serde_json::Value>, int: &str| deliveries.iter().filter(|d| d["integration_id"] == json!(int)).count();
+    let count = |deliveries: Vec<serde_json::Value>, int: &str| {
+        deliveries.iter().filter(|d| d["integration_id"] == json!(int)).count()
+    };
     let d1 = app.routed(&e1).await;
     assert_eq!((d1.len(), count(d1, &auth_int)), (1, 1));
     let d2 = app.routed(&e2).await;
@@ -74,7 +77,10 @@ backend_test!(globs_and_conditions_filter_events, |backend: Backend| async move 
     assert!(app.routed(&e3).await.is_empty());
     assert_eq!(app.routed(&e4).await.len(), 2);
     assert!(app.routed(&e5).await.is_empty());
-    wait_for("all sends", Duration::from_secs(10), || async { (auth_sink.count() == 2 && all_sink.count() == 2).then_some(()) }).await;
+    wait_for("all sends", Duration::from_secs(10), || async {
+        (auth_sink.count() == 2 && all_sink.count() == 2).then_some(())
+    })
+    .await;
 });
 
 backend_test!(server_errors_are_retried_then_succeed, |backend: Backend| async move {

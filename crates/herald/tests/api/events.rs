@@ -18,7 +18,15 @@ backend_test!(idempotent_replay, |backend: Backend| async move {
     let send = |key: &'static str, body: Value| {
         let app = &app;
         async move {
-            let res = app.client.post(app.url("/v1/events")).bearer_auth(ADMIN).header("idempotency-key", key).json(&body).send().await.unwrap();
+            let res = app
+                .client
+                .post(app.url("/v1/events"))
+                .bearer_auth(ADMIN)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             let status = res.status().as_u16();
             let replayed = res.headers().contains_key("idempotent-replayed");
             (status, res.json::<Value>().await.unwrap(), replayed)
@@ -35,7 +43,8 @@ backend_test!(idempotent_replay, |backend: Backend| async move {
     assert_eq!(s3, 422, "{b3}");
     assert_eq!(b3["field"], json!("idempotency_key"));
     // The key may also come in the body.
-    let (s4, b4) = app.post("/v1/events", json!({"type": "a", "data": {"x": 1, "y": 2}, "idempotency_key": "k-1"})).await;
+    let (s4, b4) =
+        app.post("/v1/events", json!({"type": "a", "data": {"x": 1, "y": 2}, "idempotency_key": "k-1"})).await;
     assert_eq!(s4, 202);
     assert_eq!(b4["id"], b1["id"]);
     assert_eq!(event_count(&app).await, 1);
@@ -43,18 +52,29 @@ backend_test!(idempotent_replay, |backend: Backend| async move {
     // Twenty concurrent identical requests make exactly one event.
     let futures = (0..20).map(|_| send("k-burst", json!({"type": "burst"})));
     let results = futures::future::join_all(futures).await;
-    let ids: std::collections::HashSet<String> = results.iter().map(|(s, b, _)| {
-        assert_eq!(*s, 202);
-        b["id"].as_str().unwrap().to_owned()
-    }).collect();
+    let ids: std::collections::HashSet<String> = results
+        .iter()
+        .map(|(s, b, _)| {
+            assert_eq!(*s, 202);
+            b["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
     assert_eq!(ids.len(), 1);
     assert_eq!(event_count(&app).await, 2);
 
     // Keys are per tenant: another tenant may use the same key.
     let (s, _) = app.post("/v1/tenants", json!({"id": "other", "name": "Other"})).await;
     assert_eq!(s, 201);
-    let res = app.client.post(app.url("/v1/events")).bearer_auth(ADMIN).header("herald-tenant", "other")
-        .header("idempotency-key", "k-1").json(&json!({"type": "a"})).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(ADMIN)
+        .header("herald-tenant", "other")
+        .header("idempotency-key", "k-1")
+        .json(&json!({"type": "a"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 202);
     let other: Value = res.json().await.unwrap();
     assert_ne!(other["id"], b1["id"]);
@@ -90,7 +110,8 @@ backend_test!(bad_input_is_refused_and_nothing_stored, |backend: Backend| async 
     let (status, problem) = app.post("/v1/events", big).await;
     assert_eq!(status, 413, "{problem}");
     // A batch with one bad item stores nothing and names the item.
-    let (status, problem) = app.post("/v1/events/batch", json!({"events": [{"type": "ok"}, {"type": "ok", "nope": true}]})).await;
+    let (status, problem) =
+        app.post("/v1/events/batch", json!({"events": [{"type": "ok"}, {"type": "ok", "nope": true}]})).await;
     assert_eq!(status, 400);
     assert_eq!(problem["field"], json!("events[1].nope"));
     // Without a token: 401.
@@ -102,7 +123,8 @@ backend_test!(bad_input_is_refused_and_nothing_stored, |backend: Backend| async 
 backend_test!(batch_and_listing, |backend: Backend| async move {
     let (db, dir) = (TestDb::new(backend).await, TempDir::new());
     let app = App::spawn(backend, &db, &dir).await;
-    let events: Vec<Value> = (0..7).map(|i| json!({"type": if i % 2 == 0 { "even" } else { "odd" }, "data": {"i": i}})).collect();
+    let events: Vec<Value> =
+        (0..7).map(|i| json!({"type": if i % 2 == 0 { "even" } else { "odd" }, "data": {"i": i}})).collect();
     let (status, body) = app.post("/v1/events/batch", json!({"events": events})).await;
     assert_eq!(status, 202, "{body}");
     let results = body["results"].as_array().unwrap();

@@ -66,7 +66,8 @@ impl TestDb {
             Backend::Postgres => {
                 let admin_url = std::env::var("HERALD_TEST_DATABASE_URL").expect("checked by the caller");
                 let name = format!("herald_t_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await.expect("connect to PostgreSQL");
+                let mut conn =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await.expect("connect to PostgreSQL");
                 sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .await
                     .expect("create test database");
@@ -87,7 +88,11 @@ impl Drop for TestDb {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await {
-                    let _ = sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
+                    let _ = sqlx::Executor::execute(
+                        &mut conn,
+                        sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+                    )
+                    .await;
                 }
             })
         })
@@ -97,7 +102,6 @@ impl Drop for TestDb {
 
 /// A running Herald process.
 pub struct App {
-    pub backend: Backend,
     pub base: String,
     pub data_dir: PathBuf,
     pub db_url: Option<String>,
@@ -154,8 +158,8 @@ impl App {
             env.retain(|(ek, _)| ek != k);
             env.push((k.to_string(), v.to_string()));
         }
+        let _ = backend;
         let mut app = App {
-            backend,
             base: String::new(),
             data_dir: dir.0.clone(),
             db_url: db.url.clone(),
@@ -228,7 +232,13 @@ impl App {
         format!("{}{}", self.base, path)
     }
 
-    pub async fn request(&self, method: reqwest::Method, path: &str, token: &str, body: Option<&Value>) -> (StatusCode, Value) {
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.client.request(method, self.url(path)).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(b);
@@ -249,7 +259,8 @@ impl App {
 
     /// Creates a webhook integration to `url`; returns (id, secret).
     pub async fn webhook(&self, url: &str) -> (String, String) {
-        let (status, body) = self.post("/v1/integrations", json!({"name": "hook", "type": "webhook", "config": {"url": url}})).await;
+        let (status, body) =
+            self.post("/v1/integrations", json!({"name": "hook", "type": "webhook", "config": {"url": url}})).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         (body["id"].as_str().unwrap().to_owned(), body["config"]["secret"].as_str().unwrap().to_owned())
     }
@@ -272,12 +283,6 @@ impl App {
         body["id"].as_str().unwrap().to_owned()
     }
 
-    /// The deliveries of an event, once the router has made them.
-    pub async fn deliveries_of(&self, event_id: &str) -> Vec<Value> {
-        let (_, body) = self.get(&format!("/v1/deliveries?event_id={event_id}")).await;
-        body["data"].as_array().cloned().unwrap_or_default()
-    }
-
     /// Waits until the event is routed and returns its deliveries.
     pub async fn routed(&self, event_id: &str) -> Vec<Value> {
         wait_for(&format!("event {event_id} routed"), Duration::from_secs(10), || async {
@@ -294,10 +299,6 @@ impl App {
             (d["status"] == json!(status)).then_some(d)
         })
         .await
-    }
-
-    pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().clone()
     }
 }
 

@@ -40,8 +40,12 @@ backend_test!(secrets_are_masked_kept_and_sealed_at_rest, |backend: Backend| asy
 
     // Sending the mask back keeps the stored secret: deliveries still verify under it.
     let (s, _) = app
-        .request(reqwest::Method::PUT, &format!("/v1/integrations/{id}"), crate::helpers::ADMIN,
-            Some(&json!({"name": "renamed", "config": {"url": sink.url(), "secret": "********"}})))
+        .request(
+            reqwest::Method::PUT,
+            &format!("/v1/integrations/{id}"),
+            crate::helpers::ADMIN,
+            Some(&json!({"name": "renamed", "config": {"url": sink.url(), "secret": "********"}})),
+        )
         .await;
     assert_eq!(s, 200);
     let (s, test) = app.post(&format!("/v1/integrations/{id}/test"), json!({})).await;
@@ -61,7 +65,8 @@ backend_test!(secrets_are_masked_kept_and_sealed_at_rest, |backend: Backend| asy
     assert_eq!(d["status"], json!("sent"));
 
     // A generated secret is shown once, at creation.
-    let (_, gen_int) = app.post("/v1/integrations", json!({"name": "g", "type": "webhook", "config": {"url": sink.url()}})).await;
+    let (_, gen_int) =
+        app.post("/v1/integrations", json!({"name": "g", "type": "webhook", "config": {"url": sink.url()}})).await;
     let generated = gen_int["config"]["secret"].as_str().unwrap().to_owned();
     assert!(generated.starts_with("whsec_") && generated.len() > 30);
 
@@ -69,13 +74,18 @@ backend_test!(secrets_are_masked_kept_and_sealed_at_rest, |backend: Backend| asy
     app.kill();
     for (path, bytes) in files_under(&dir.0) {
         for needle in [secret, generated.as_str(), &secret[6..], &generated[6..]] {
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{} holds a plaintext secret", path.display());
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} holds a plaintext secret",
+                path.display()
+            );
         }
     }
     if backend == Backend::Postgres {
         // Nor does the PostgreSQL row.
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(app.db_url.as_ref().unwrap()).await.unwrap();
-        let configs: Vec<String> = sqlx::query_scalar("SELECT config FROM integrations").fetch_all(&mut conn).await.unwrap();
+        let configs: Vec<String> =
+            sqlx::query_scalar("SELECT config FROM integrations").fetch_all(&mut conn).await.unwrap();
         assert!(configs.iter().all(|c| !c.contains(&secret[6..]) && !c.contains(&generated[6..])));
     }
     app.start().await;
@@ -90,10 +100,19 @@ backend_test!(invalid_configs_name_the_field, |backend: Backend| async move {
         (json!({"name": "x", "type": "pager", "config": {}}), "type"),
         (json!({"name": "x", "type": "webhook", "config": {}}), "config.url"),
         (json!({"name": "x", "type": "webhook", "config": {"url": "ftp://example.com"}}), "config.url"),
-        (json!({"name": "x", "type": "webhook", "config": {"url": "http://169.254.169.254/latest/meta-data"}}), "config.url"),
+        (
+            json!({"name": "x", "type": "webhook", "config": {"url": "http://169.254.169.254/latest/meta-data"}}),
+            "config.url",
+        ),
         (json!({"name": "x", "type": "webhook", "config": {"url": "http://[::ffff:169.254.169.254]/"}}), "config.url"),
-        (json!({"name": "x", "type": "webhook", "config": {"url": "http://example.com", "secret": "nope"}}), "config.secret"),
-        (json!({"name": "x", "type": "webhook", "config": {"url": "http://example.com", "headers": {"webhook-id": "x"}}}), "config.headers.webhook-id"),
+        (
+            json!({"name": "x", "type": "webhook", "config": {"url": "http://example.com", "secret": "nope"}}),
+            "config.secret",
+        ),
+        (
+            json!({"name": "x", "type": "webhook", "config": {"url": "http://example.com", "headers": {"webhook-id": "x"}}}),
+            "config.headers.webhook-id",
+        ),
         (json!({"name": "", "type": "webhook", "config": {"url": "http://example.com"}}), "name"),
         (json!({"name": "x", "type": "webhook", "config": {"url": "http://example.com"}, "colour": 1}), "colour"),
     ];
@@ -114,7 +133,12 @@ backend_test!(invalid_configs_name_the_field, |backend: Backend| async move {
     assert_eq!(s, 400);
     assert_eq!(problem["field"], json!("condition"));
     assert!(problem["detail"].as_str().unwrap().contains("syntax error"), "{problem}");
-    let (s, problem) = app.post("/v1/rules", json!({"name": "r", "event_types": ["*"], "integration_ids": ["int_00000000000000000000000000000000"]})).await;
+    let (s, problem) = app
+        .post(
+            "/v1/rules",
+            json!({"name": "r", "event_types": ["*"], "integration_ids": ["int_00000000000000000000000000000000"]}),
+        )
+        .await;
     assert_eq!((s.as_u16(), problem["field"].as_str()), (400, Some("integration_ids[0]")));
 });
 
@@ -123,7 +147,8 @@ backend_test!(private_addresses_follow_the_policy, |backend: Backend| async move
     let app = App::spawn_with(backend, &db, &dir, &[("HERALD_OUTBOUND_ALLOW_PRIVATE", "false")]).await;
     let sink = Sink::start().await;
     // An IP literal is refused at creation…
-    let (s, problem) = app.post("/v1/integrations", json!({"name": "x", "type": "webhook", "config": {"url": sink.url()}})).await;
+    let (s, problem) =
+        app.post("/v1/integrations", json!({"name": "x", "type": "webhook", "config": {"url": sink.url()}})).await;
     assert_eq!((s.as_u16(), problem["field"].as_str()), (400, Some("config.url")), "{problem}");
     // …and a name that resolves to loopback is refused when sending, without retries.
     let url = format!("http://localhost:{}/hook", sink.addr.port());

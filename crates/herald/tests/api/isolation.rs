@@ -10,8 +10,15 @@ use crate::{
 };
 
 async fn key(app: &App, tenant: &str, scope: &str) -> String {
-    let res = app.client.post(app.url("/v1/api-keys")).bearer_auth(crate::helpers::ADMIN).header("herald-tenant", tenant)
-        .json(&json!({"name": format!("{tenant}-{scope}"), "scope": scope})).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/v1/api-keys"))
+        .bearer_auth(crate::helpers::ADMIN)
+        .header("herald-tenant", tenant)
+        .json(&json!({"name": format!("{tenant}-{scope}"), "scope": scope}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 201);
     let body: Value = res.json().await.unwrap();
     assert!(body["key"].as_str().unwrap().starts_with("hk_"));
@@ -37,10 +44,22 @@ backend_test!(tenants_are_isolated_and_scopes_hold, |backend: Backend| async mov
         let (app, token, path) = (&app, token.to_owned(), path.to_owned());
         async move { app.request(m, &path, &token, body.as_ref()).await }
     };
-    let (s, int) = req(&acme, Method::POST, "/v1/integrations", Some(json!({"name": "a", "type": "webhook", "config": {"url": sink.url()}}))).await;
+    let (s, int) = req(
+        &acme,
+        Method::POST,
+        "/v1/integrations",
+        Some(json!({"name": "a", "type": "webhook", "config": {"url": sink.url()}})),
+    )
+    .await;
     assert_eq!(s, 201);
     let int = int["id"].as_str().unwrap().to_owned();
-    let (s, rule) = req(&acme, Method::POST, "/v1/rules", Some(json!({"name": "r", "event_types": ["*"], "integration_ids": [int]}))).await;
+    let (s, rule) = req(
+        &acme,
+        Method::POST,
+        "/v1/rules",
+        Some(json!({"name": "r", "event_types": ["*"], "integration_ids": [int]})),
+    )
+    .await;
     assert_eq!(s, 201);
     let rule = rule["id"].as_str().unwrap().to_owned();
     let (s, ev) = req(&acme_send, Method::POST, "/v1/events", Some(json!({"type": "a"}))).await;
@@ -74,25 +93,38 @@ backend_test!(tenants_are_isolated_and_scopes_hold, |backend: Backend| async mov
     // …and cannot change or delete it.
     let (s, _) = req(&globex, Method::PATCH, &format!("/v1/integrations/{int}"), Some(json!({"enabled": false}))).await;
     assert_eq!(s, 404);
-    let (s, _) = req(&globex, Method::PUT, &format!("/v1/rules/{rule}"), Some(json!({"name": "x", "event_types": ["*"]}))).await;
+    let (s, _) =
+        req(&globex, Method::PUT, &format!("/v1/rules/{rule}"), Some(json!({"name": "x", "event_types": ["*"]}))).await;
     assert_eq!(s, 404);
     let (s, _) = req(&globex, Method::POST, &format!("/v1/integrations/{int}/test"), None).await;
     assert_eq!(s, 404);
     let (s, _) = req(&globex, Method::POST, &format!("/v1/deliveries/{dlv}/retry"), None).await;
     assert_eq!(s, 404);
-    for path in [format!("/v1/integrations/{int}"), format!("/v1/rules/{rule}"), format!("/v1/api-keys/{acme_key_id}")] {
+    for path in [format!("/v1/integrations/{int}"), format!("/v1/rules/{rule}"), format!("/v1/api-keys/{acme_key_id}")]
+    {
         let (s, _) = req(&globex, Method::DELETE, &path, None).await;
         assert_eq!(s, 404, "DELETE {path}");
     }
     // A rule may not point at another tenant's integration.
-    let (s, p) = req(&globex, Method::POST, "/v1/rules", Some(json!({"name": "r", "event_types": ["*"], "integration_ids": [int]}))).await;
+    let (s, p) = req(
+        &globex,
+        Method::POST,
+        "/v1/rules",
+        Some(json!({"name": "r", "event_types": ["*"], "integration_ids": [int]})),
+    )
+    .await;
     assert_eq!((s.as_u16(), p["field"].as_str()), (400, Some("integration_ids[0]")));
     // Acme's things are intact.
     let (s, i) = req(&acme, Method::GET, &format!("/v1/integrations/{int}"), None).await;
     assert_eq!((s.as_u16(), &i["enabled"]), (200, &json!(true)));
 
     // Scopes: a send key posts events and nothing else; tenant keys cannot manage tenants.
-    for (m, path) in [(Method::GET, "/v1/events"), (Method::GET, "/v1/integrations"), (Method::GET, "/v1/deliveries"), (Method::GET, "/v1/api-keys")] {
+    for (m, path) in [
+        (Method::GET, "/v1/events"),
+        (Method::GET, "/v1/integrations"),
+        (Method::GET, "/v1/deliveries"),
+        (Method::GET, "/v1/api-keys"),
+    ] {
         let (s, _) = req(&acme_send, m, path, None).await;
         assert_eq!(s, 403, "send key on {path}");
     }
@@ -103,7 +135,14 @@ backend_test!(tenants_are_isolated_and_scopes_hold, |backend: Backend| async mov
     let (s, _) = req("wrong-admin", Method::GET, "/v1/events", None).await;
     assert_eq!(s, 401);
     // The admin picks the tenant by header; an unknown tenant is 404.
-    let res = app.client.get(app.url("/v1/events")).bearer_auth(crate::helpers::ADMIN).header("herald-tenant", "nobody").send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/v1/events"))
+        .bearer_auth(crate::helpers::ADMIN)
+        .header("herald-tenant", "nobody")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 404);
     // A deleted key stops working.
     let (s, _) = req(&acme, Method::DELETE, &format!("/v1/api-keys/{acme_key_id}"), None).await;

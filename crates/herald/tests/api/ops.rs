@@ -36,7 +36,10 @@ backend_test!(health_ready_and_metrics, |backend: Backend| async move {
     }
     let (s, stats) = app.get("/v1/stats").await;
     assert_eq!(s, 200);
-    assert_eq!((stats["integrations"].as_i64(), stats["active_rules"].as_i64(), stats["sent_today"].as_i64()), (Some(1), Some(1), Some(1)));
+    assert_eq!(
+        (stats["integrations"].as_i64(), stats["active_rules"].as_i64(), stats["sent_today"].as_i64()),
+        (Some(1), Some(1), Some(1))
+    );
     let (s, p) = app.get("/v1/nothing-here").await;
     assert_eq!((s.as_u16(), p["status"].as_i64()), (404, Some(404)));
 });
@@ -52,12 +55,19 @@ backend_test!(sigterm_finishes_in_flight_work, |backend: Backend| async move {
     app.rule(&["*"], None, &[&int]).await;
     let event = app.event("slow", json!({})).await;
     let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
-    crate::helpers::wait_for("the send to start", Duration::from_secs(10), || async { (sink.count() == 1).then_some(()) }).await;
+    crate::helpers::wait_for("the send to start", Duration::from_secs(10), || async {
+        (sink.count() == 1).then_some(())
+    })
+    .await;
     let status = app.terminate().await;
     assert!(status.success(), "graceful stop exits 0: {status:?}");
     app.start().await;
     let done = app.wait_for_delivery(&id, "sent").await;
-    assert_eq!(done["attempts"].as_array().unwrap().len(), 1, "the in-flight attempt finished and was recorded: {done}");
+    assert_eq!(
+        done["attempts"].as_array().unwrap().len(),
+        1,
+        "the in-flight attempt finished and was recorded: {done}"
+    );
     assert_eq!(sink.count(), 1);
 });
 
@@ -106,7 +116,11 @@ fn a_second_process_on_the_same_sqlite_dir_is_refused() {
     let _ = first.kill();
     let _ = first.wait();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("another Herald process"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another Herald process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

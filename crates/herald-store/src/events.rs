@@ -65,13 +65,13 @@ impl Db {
     /// Stores a batch of events in one transaction (one commit, one fsync for
     /// all of them): this is the group commit behind `POST /v1/events`.
     /// Results come back in the order of `events`.
-    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted>> {
+    pub async fn insert_events(&self, events: &[&NewEvent]) -> Result<Vec<Inserted>> {
         let mut tx = self.begin().await?;
         let mut results = vec![None; events.len()];
         let plain: Vec<usize> = (0..events.len()).filter(|&i| events[i].idempotency_key.is_none()).collect();
         let mut start = 0;
         for size in chunk_sizes(plain.len()) {
-            let chunk: Vec<&NewEvent> = plain[start..start + size].iter().map(|&i| &events[i]).collect();
+            let chunk: Vec<&NewEvent> = plain[start..start + size].iter().map(|&i| events[i]).collect();
             insert_plain(&mut tx, &chunk).await?;
             for &i in &plain[start..start + size] {
                 results[i] = Some(Inserted::Created(events[i].id.clone()));

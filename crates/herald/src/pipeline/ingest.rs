@@ -81,7 +81,7 @@ async fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
 }
 
 async fn write(db: &Db, wake: &Wake, jobs: Vec<Job>) {
-    let all: Vec<NewEvent> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
+    let all: Vec<&NewEvent> = jobs.iter().flat_map(|j| j.events.iter()).collect();
     match db.insert_events(&all).await {
         Ok(results) => {
             let created = results.iter().filter(|r| matches!(r, Inserted::Created(_))).count();

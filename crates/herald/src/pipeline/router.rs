@@ -55,6 +55,9 @@ pub async fn route_batch(db: &Db, wake: &Wake) -> anyhow::Result<usize> {
     let mut deliveries = Vec::new();
     for (tenant, events) in by_tenant {
         let (rules, targets) = load_tenant(db, tenant).await?;
+        if rules.is_empty() {
+            continue;
+        }
         for event in events {
             plan_event(event, &rules, &targets, now, &mut deliveries);
         }
@@ -77,7 +80,12 @@ fn plan_event(
     now: i64,
     out: &mut Vec<NewDelivery>,
 ) {
-    let data: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
+    // Only conditions read the data: skip parsing it when no rule has one.
+    let data: serde_json::Value = if rules.iter().any(|r| r.condition.is_some()) {
+        serde_json::from_str(&event.data).unwrap_or_default()
+    } else {
+        serde_json::Value::Null
+    };
     let view = EventView { id: &event.id, event_type: &event.event_type, severity: &event.severity, data: &data };
     let plan = router::plan(view, rules, targets);
     for (rule, error) in plan.condition_errors {

@@ -9,4 +9,5 @@ mod delivery;
 mod events;
 mod integrations;
 mod isolation;
+mod lifecycle;
 mod ops;

@@ -128,7 +128,7 @@ async fn insert_plain(tx: &mut Tx, chunk: &[&NewEvent]) -> Result<()> {
 
 async fn insert_keyed(tx: &mut Tx, e: &NewEvent) -> Result<Inserted> {
     let insert = "INSERT INTO events (id, tenant_id, type, severity, data, idempotency_key, request_hash, deliver_at, created_at) \
-                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, idempotency_key) DO NOTHING";
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
     let existing = "SELECT id, request_hash FROM events WHERE tenant_id = $1 AND idempotency_key = $2";
     on_tx!(tx, conn => {
         let n = sqlx::query(insert)

@@ -35,9 +35,10 @@ CREATE TABLE events (
     request_hash    TEXT NOT NULL,
     deliver_at      BIGINT,
     created_at      BIGINT NOT NULL,
-    routed_at       BIGINT,
-    UNIQUE (tenant_id, idempotency_key)
+    routed_at       BIGINT
 );
+-- Partial: events without a key (most of them) stay out of this index.
+CREATE UNIQUE INDEX events_idempotency ON events (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX events_tenant ON events (tenant_id, id);
 CREATE INDEX events_unrouted ON events (id) WHERE routed_at IS NULL;
 

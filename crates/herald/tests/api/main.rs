@@ -5,6 +5,8 @@
 mod helpers;
 mod sink;
 
+mod cluster;
+mod crash;
 mod delivery;
 mod events;
 mod integrations;

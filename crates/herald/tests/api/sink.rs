@@ -54,6 +54,12 @@ impl Reply {
         self.body = body.to_owned();
         self
     }
+
+    /// Waits this long (after recording the request) before answering.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
 }
 
 #[derive(Clone)]

@@ -6,7 +6,7 @@ use sqlx::{AssertSqlSafe, FromRow};
 use crate::{
     Backend, Db, Result, Tx,
     events::EventRow,
-    on_db, on_tx,
+    on_db, on_write, on_tx,
     sql::{Filter, bind_all, chunk_sizes, placeholders},
 };
 
@@ -123,7 +123,7 @@ impl Db {
         let sql = "UPDATE deliveries SET status = 'pending', due_at = $3, lease_token = NULL, updated_at = $3 \
                    WHERE tenant_id = $1 AND id = $2 AND status = 'failed'";
         let n =
-            on_db!(self, pool => sqlx::query(sql).bind(tenant).bind(id).bind(now).execute(pool).await?.rows_affected());
+            on_write!(self, pool => sqlx::query(sql).bind(tenant).bind(id).bind(now).execute(pool).await?.rows_affected());
         if n == 1 {
             return Ok(Some(true));
         }
@@ -139,7 +139,8 @@ impl Tx {
         for size in chunk_sizes(rows.len()) {
             let chunk = &rows[start..start + size];
             start += size;
-            let values: Vec<String> = (0..size).map(|r| format!("({})", placeholders(r * COLS + 1, COLS))).collect();
+            let values: Vec<String> =
+                (0..size).map(|r| format!("({})", placeholders(self.backend(), r * COLS + 1, COLS))).collect();
             let sql = format!(
                 "INSERT INTO deliveries (id, tenant_id, event_id, event_type, integration_id, rule_id, channel, status, \
                  due_at, skip_reason, created_at, updated_at) VALUES {}",
@@ -163,7 +164,11 @@ impl Tx {
         for size in chunk_sizes(ids.len()) {
             let chunk = &ids[start..start + size];
             start += size;
-            let sql = format!("UPDATE events SET routed_at = $1 WHERE id IN ({})", placeholders(2, size));
+            let sql = format!(
+                "UPDATE events SET routed_at = {} WHERE id IN ({})",
+                placeholders(self.backend(), 1, 1),
+                placeholders(self.backend(), 2, size)
+            );
             on_tx!(self, conn => {
                 let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
                 for id in chunk {

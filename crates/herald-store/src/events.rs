@@ -110,7 +110,8 @@ impl Db {
 
 async fn insert_plain(tx: &mut Tx, chunk: &[&NewEvent]) -> Result<()> {
     const COLS: usize = 9;
-    let rows: Vec<String> = (0..chunk.len()).map(|r| format!("({})", placeholders(r * COLS + 1, COLS))).collect();
+    let rows: Vec<String> =
+        (0..chunk.len()).map(|r| format!("({})", placeholders(tx.backend(), r * COLS + 1, COLS))).collect();
     let sql = format!(
         "INSERT INTO events (id, tenant_id, type, severity, data, idempotency_key, request_hash, deliver_at, created_at) VALUES {}",
         rows.join(", ")

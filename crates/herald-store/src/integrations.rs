@@ -4,7 +4,7 @@
 use sqlx::{AssertSqlSafe, FromRow};
 
 use crate::{
-    Db, Result, on_db,
+    Db, Result, on_db, on_write,
     sql::{Filter, bind_all},
 };
 
@@ -27,7 +27,7 @@ impl Db {
     pub async fn insert_integration(&self, r: &IntegrationRow) -> Result<()> {
         let sql = "INSERT INTO integrations (id, tenant_id, name, type, config, enabled, created_at, updated_at) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-        on_db!(self, pool => sqlx::query(sql)
+        on_write!(self, pool => sqlx::query(sql)
             .bind(&r.id).bind(&r.tenant_id).bind(&r.name).bind(&r.kind).bind(&r.config)
             .bind(r.enabled).bind(r.created_at).bind(r.updated_at)
             .execute(pool).await.map(|_| ())?);
@@ -38,7 +38,7 @@ impl Db {
     /// `false` when it does not exist there.
     pub async fn update_integration(&self, r: &IntegrationRow) -> Result<bool> {
         let sql = "UPDATE integrations SET name = $3, config = $4, enabled = $5, updated_at = $6 WHERE tenant_id = $1 AND id = $2";
-        let n = on_db!(self, pool => sqlx::query(sql)
+        let n = on_write!(self, pool => sqlx::query(sql)
             .bind(&r.tenant_id).bind(&r.id).bind(&r.name).bind(&r.config).bind(r.enabled).bind(r.updated_at)
             .execute(pool).await?.rows_affected());
         Ok(n == 1)

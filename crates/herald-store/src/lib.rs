@@ -26,12 +26,31 @@ pub mod tenants;
 pub use sqlx::Error as SqlxError;
 
 /// Runs `$body` with `$pool` bound to whichever pool `$db` holds, so one
-/// query text serves both engines.
+/// query text serves both engines. For reads: on SQLite, the read pool.
 #[macro_export]
 macro_rules! on_db {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::Db::Sqlite($pool) => $body,
+            $crate::Db::Sqlite(pools) => {
+                let $pool = &pools.read;
+                $body
+            }
+            $crate::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Like [`on_db!`], for a statement that writes: on SQLite it runs on the
+/// single writer connection, so writers queue in the pool instead of
+/// sleeping in SQLite's busy handler.
+#[macro_export]
+macro_rules! on_write {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::Db::Sqlite(pools) => {
+                let $pool = &pools.write;
+                $body
+            }
             $crate::Db::Postgres($pool) => $body,
         }
     };
@@ -83,8 +102,16 @@ pub enum Backend {
 /// The database: SQLite (one process owns it) or PostgreSQL (shared by nodes).
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
     Postgres(PgPool),
+}
+
+/// SQLite has one writer at a time: one connection writes, several read
+/// (WAL lets readers run beside the writer).
+#[derive(Clone, Debug)]
+pub struct SqlitePools {
+    pub read: SqlitePool,
+    pub write: SqlitePool,
 }
 
 /// An open write transaction on either engine.
@@ -110,13 +137,18 @@ impl Db {
                 .foreign_keys(true)
                 .pragma("temp_store", "memory")
                 .pragma("cache_size", "-16384");
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(60))
+                .connect_with(opts.clone())
+                .await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(4)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts)
                 .await?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite(SqlitePools { read, write }))
         } else {
             Err(StoreError::UnsupportedUrl(url.chars().take(40).collect()))
         }
@@ -137,7 +169,7 @@ impl Db {
     /// Applies the embedded migrations of this engine.
     pub async fn migrate(&self) -> Result<()> {
         match self {
-            Db::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Db::Sqlite(pools) => sqlx::migrate!("./migrations/sqlite").run(&pools.write).await?,
             Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
@@ -147,7 +179,7 @@ impl Db {
     /// (`BEGIN IMMEDIATE`), so a transaction never fails half-way to upgrade.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match self {
-            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(pools) => Tx::Sqlite(pools.write.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }
@@ -158,7 +190,13 @@ impl Db {
     }
 
     pub async fn close(&self) {
-        on_db!(self, pool => pool.close().await)
+        match self {
+            Db::Sqlite(pools) => {
+                pools.read.close().await;
+                pools.write.close().await;
+            }
+            Db::Postgres(pool) => pool.close().await,
+        }
     }
 }
 

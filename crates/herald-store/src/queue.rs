@@ -9,7 +9,7 @@
 
 use sqlx::{AssertSqlSafe, FromRow};
 
-use crate::{Backend, Db, Result, on_db, on_tx};
+use crate::{Backend, Db, Result, on_db, on_tx, on_write};
 
 /// A claimed delivery with what sending it needs.
 #[derive(Debug, Clone, FromRow)]
@@ -78,7 +78,7 @@ impl Db {
                  WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND due_at <= $3 ORDER BY due_at LIMIT $4)"
             }
         };
-        let n = on_db!(self, pool => sqlx::query(claim).bind(token).bind(lease_until).bind(now).bind(limit).execute(pool).await?.rows_affected());
+        let n = on_write!(self, pool => sqlx::query(claim).bind(token).bind(lease_until).bind(now).bind(limit).execute(pool).await?.rows_affected());
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -142,7 +142,7 @@ impl Db {
     /// where this process is the only one that can hold leases.
     pub async fn release_all_leases(&self, now: i64) -> Result<u64> {
         let sql = "UPDATE deliveries SET lease_token = NULL, due_at = $1 WHERE lease_token IS NOT NULL AND status = 'pending'";
-        Ok(on_db!(self, pool => sqlx::query(sql).bind(now).execute(pool).await?.rows_affected()))
+        Ok(on_write!(self, pool => sqlx::query(sql).bind(now).execute(pool).await?.rows_affected()))
     }
 
     /// The earliest `due_at` of any pending delivery (for the worker's timer).

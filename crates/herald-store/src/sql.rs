@@ -1,5 +1,7 @@
 //! Small helpers for SQL built at run time: placeholder lists and binds.
 
+use crate::Backend;
+
 /// A value bound to a placeholder of a query built at run time.
 #[derive(Debug, Clone)]
 pub enum Bind {
@@ -7,9 +9,16 @@ pub enum Bind {
     Int(i64),
 }
 
-/// `$start, $start+1, …` for `n` values.
-pub fn placeholders(start: usize, n: usize) -> String {
-    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+/// `n` placeholders numbered from `start`: `$start, $start+1, …` on
+/// PostgreSQL, plain `?` on SQLite. sqlx looks up every *named* SQLite
+/// parameter with a linear scan, which turns a multi-row insert with
+/// thousands of `$n` into quadratic work; anonymous `?` bind in order.
+/// A statement must use one style throughout.
+pub fn placeholders(backend: Backend, start: usize, n: usize) -> String {
+    match backend {
+        Backend::Postgres => (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", "),
+        Backend::Sqlite => vec!["?"; n].join(", "),
+    }
 }
 
 /// Splits `n` items into chunks of a few fixed sizes, so queries built per
@@ -104,6 +113,7 @@ mod tests {
         f.push_opt_text("channel = ?", None);
         f.push_opt_int("created_at >= ?", Some(5));
         assert_eq!(f.where_sql(), "tenant_id = $1 AND status = $2 AND created_at >= $3");
-        assert_eq!(placeholders(4, 3), "$4, $5, $6");
+        assert_eq!(placeholders(Backend::Postgres, 4, 3), "$4, $5, $6");
+        assert_eq!(placeholders(Backend::Sqlite, 4, 3), "?, ?, ?");
     }
 }

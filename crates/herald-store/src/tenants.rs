@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use crate::{Db, Result, on_db};
+use crate::{Db, Result, on_db, on_write};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct TenantRow {
@@ -25,7 +25,7 @@ impl Db {
     /// Creates a tenant; `false` when the id is taken.
     pub async fn create_tenant(&self, row: &TenantRow) -> Result<bool> {
         let sql = "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING";
-        let done = on_db!(self, pool => sqlx::query(sql).bind(&row.id).bind(&row.name).bind(row.created_at).execute(pool).await?.rows_affected());
+        let done = on_write!(self, pool => sqlx::query(sql).bind(&row.id).bind(&row.name).bind(row.created_at).execute(pool).await?.rows_affected());
         Ok(done == 1)
     }
 
@@ -42,7 +42,7 @@ impl Db {
     pub async fn create_api_key(&self, row: &ApiKeyRow, key_hash: &str) -> Result<()> {
         let sql = "INSERT INTO api_keys (id, tenant_id, name, scope, key_hash, key_prefix, created_at) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7)";
-        on_db!(self, pool => sqlx::query(sql)
+        on_write!(self, pool => sqlx::query(sql)
             .bind(&row.id).bind(&row.tenant_id).bind(&row.name).bind(&row.scope)
             .bind(key_hash).bind(&row.key_prefix).bind(row.created_at)
             .execute(pool).await.map(|_| ())?);
@@ -72,7 +72,7 @@ impl Db {
     /// Deletes a key of `tenant`; `false` when there is none with that id.
     pub async fn delete_api_key(&self, tenant: &str, id: &str) -> Result<bool> {
         let sql = "DELETE FROM api_keys WHERE tenant_id = $1 AND id = $2";
-        let n = on_db!(self, pool => sqlx::query(sql).bind(tenant).bind(id).execute(pool).await?.rows_affected());
+        let n = on_write!(self, pool => sqlx::query(sql).bind(tenant).bind(id).execute(pool).await?.rows_affected());
         Ok(n == 1)
     }
 
@@ -85,7 +85,7 @@ impl Db {
     /// two nodes starting together agree on the first one written).
     pub async fn init_setting(&self, key: &str, value: &str) -> Result<String> {
         let sql = "INSERT INTO server_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
-        on_db!(self, pool => sqlx::query(sql).bind(key).bind(value).execute(pool).await.map(|_| ())?);
+        on_write!(self, pool => sqlx::query(sql).bind(key).bind(value).execute(pool).await.map(|_| ())?);
         Ok(self.get_setting(key).await?.unwrap_or_else(|| value.to_owned()))
     }
 }

@@ -4,9 +4,7 @@
 use sqlx::{AssertSqlSafe, FromRow};
 
 use crate::{
-    Backend, Db, Result, Tx,
-    events::EventRow,
-    on_db, on_write, on_tx,
+    Db, Result, Tx, on_db, on_tx, on_write,
     sql::{Filter, bind_all, chunk_sizes, placeholders},
 };
 
@@ -76,20 +74,6 @@ pub struct DeliveryFilter {
 }
 
 impl Db {
-    /// Opens the routing transaction and takes up to `limit` unrouted events,
-    /// oldest first. On PostgreSQL the rows are locked with `SKIP LOCKED`, so
-    /// routers on several nodes share the work without routing an event twice.
-    pub async fn begin_routing(&self, limit: i64) -> Result<(Tx, Vec<EventRow>)> {
-        let mut tx = self.begin().await?;
-        let lock = if tx.backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-        let sql = format!(
-            "SELECT id, tenant_id, type, severity, data, idempotency_key, deliver_at, created_at, routed_at \
-             FROM events WHERE routed_at IS NULL ORDER BY id LIMIT $1{lock}"
-        );
-        let rows = on_tx!(&mut tx, conn => sqlx::query_as(AssertSqlSafe(sql)).bind(limit).fetch_all(conn).await?);
-        Ok((tx, rows))
-    }
-
     pub async fn get_delivery(&self, tenant: &str, id: &str) -> Result<Option<DeliveryRow>> {
         let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE tenant_id = $1 AND id = $2");
         Ok(on_db!(self, pool => sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(pool).await?))
@@ -122,8 +106,7 @@ impl Db {
     pub async fn retry_delivery(&self, tenant: &str, id: &str, now: i64) -> Result<Option<bool>> {
         let sql = "UPDATE deliveries SET status = 'pending', due_at = $3, lease_token = NULL, updated_at = $3 \
                    WHERE tenant_id = $1 AND id = $2 AND status = 'failed'";
-        let n =
-            on_write!(self, pool => sqlx::query(sql).bind(tenant).bind(id).bind(now).execute(pool).await?.rows_affected());
+        let n = on_write!(self, pool => sqlx::query(sql).bind(tenant).bind(id).bind(now).execute(pool).await?.rows_affected());
         if n == 1 {
             return Ok(Some(true));
         }
@@ -157,32 +140,10 @@ impl Tx {
         }
         Ok(())
     }
-
-    /// Marks events as routed (their deliveries, if any, inserted in this transaction).
-    pub async fn mark_routed(&mut self, ids: &[String], now: i64) -> Result<()> {
-        let mut start = 0;
-        for size in chunk_sizes(ids.len()) {
-            let chunk = &ids[start..start + size];
-            start += size;
-            let sql = format!(
-                "UPDATE events SET routed_at = {} WHERE id IN ({})",
-                placeholders(self.backend(), 1, 1),
-                placeholders(self.backend(), 2, size)
-            );
-            on_tx!(self, conn => {
-                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
-                for id in chunk {
-                    q = q.bind(id);
-                }
-                q.execute(conn).await?;
-            });
-        }
-        Ok(())
-    }
 }
 
 impl Db {
-    /// Stores a test event (already routed, so rules never see it) and its
+    /// Stores a test event (routed by hand: rules never see it) and its
     /// one delivery, leased to the caller who sends it right away.
     pub async fn insert_leased_test(
         &self,
@@ -193,8 +154,8 @@ impl Db {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         on_tx!(&mut tx, conn => {
-            sqlx::query("INSERT INTO events (id, tenant_id, type, severity, data, idempotency_key, request_hash, deliver_at, created_at, routed_at) \
-                         VALUES ($1, $2, $3, $4, $5, NULL, $6, NULL, $7, $7)")
+            sqlx::query("INSERT INTO events (id, tenant_id, type, severity, data, idempotency_key, request_hash, deliver_at, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, NULL, $6, NULL, $7)")
                 .bind(&event.id).bind(&event.tenant_id).bind(&event.event_type).bind(&event.severity).bind(&event.data)
                 .bind(&event.request_hash).bind(event.created_at)
                 .execute(&mut *conn).await?;

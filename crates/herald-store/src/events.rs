@@ -45,10 +45,9 @@ pub struct EventRow {
     pub idempotency_key: Option<String>,
     pub deliver_at: Option<i64>,
     pub created_at: i64,
-    pub routed_at: Option<i64>,
 }
 
-const EVENT_COLUMNS: &str = "id, tenant_id, type, severity, data, idempotency_key, deliver_at, created_at, routed_at";
+const EVENT_COLUMNS: &str = "id, tenant_id, type, severity, data, idempotency_key, deliver_at, created_at";
 
 /// Filters of `GET /v1/events`.
 #[derive(Debug, Default, Clone)]
@@ -61,30 +60,30 @@ pub struct EventFilter {
     pub limit: i64,
 }
 
-impl Db {
-    /// Stores a batch of events in one transaction (one commit, one fsync for
-    /// all of them): this is the group commit behind `POST /v1/events`.
+impl Tx {
+    /// Stores a batch of events in this transaction: with one commit for
+    /// the whole batch, this is the group commit behind `POST /v1/events`.
     /// Results come back in the order of `events`.
-    pub async fn insert_events(&self, events: &[&NewEvent]) -> Result<Vec<Inserted>> {
-        let mut tx = self.begin().await?;
+    pub async fn insert_events(&mut self, events: &[&NewEvent]) -> Result<Vec<Inserted>> {
         let mut results = vec![None; events.len()];
         let plain: Vec<usize> = (0..events.len()).filter(|&i| events[i].idempotency_key.is_none()).collect();
         let mut start = 0;
         for size in chunk_sizes(plain.len()) {
             let chunk: Vec<&NewEvent> = plain[start..start + size].iter().map(|&i| events[i]).collect();
-            insert_plain(&mut tx, &chunk).await?;
+            insert_plain(self, &chunk).await?;
             for &i in &plain[start..start + size] {
                 results[i] = Some(Inserted::Created(events[i].id.clone()));
             }
             start += size;
         }
         for (i, ev) in events.iter().enumerate().filter(|(_, e)| e.idempotency_key.is_some()) {
-            results[i] = Some(insert_keyed(&mut tx, ev).await?);
+            results[i] = Some(insert_keyed(self, ev).await?);
         }
-        tx.commit().await?;
         Ok(results.into_iter().map(|r| r.expect("every event has a result")).collect())
     }
+}
 
+impl Db {
     pub async fn get_event(&self, tenant: &str, id: &str) -> Result<Option<EventRow>> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id = $2");
         Ok(on_db!(self, pool => sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(pool).await?))

@@ -4,7 +4,7 @@
 use sqlx::{AssertSqlSafe, FromRow};
 
 use crate::{
-    Db, Result, on_db, on_write,
+    Db, Result, on_db, on_tx,
     sql::{Filter, bind_all},
 };
 
@@ -27,20 +27,25 @@ impl Db {
     pub async fn insert_integration(&self, r: &IntegrationRow) -> Result<()> {
         let sql = "INSERT INTO integrations (id, tenant_id, name, type, config, enabled, created_at, updated_at) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-        on_write!(self, pool => sqlx::query(sql)
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, conn => sqlx::query(sql)
             .bind(&r.id).bind(&r.tenant_id).bind(&r.name).bind(&r.kind).bind(&r.config)
             .bind(r.enabled).bind(r.created_at).bind(r.updated_at)
-            .execute(pool).await.map(|_| ())?);
-        Ok(())
+            .execute(conn).await.map(|_| ())?);
+        tx.bump_config_version(&r.tenant_id).await?;
+        tx.commit().await
     }
 
     /// Replaces name, config and enabled of an integration of `r.tenant_id`;
     /// `false` when it does not exist there.
     pub async fn update_integration(&self, r: &IntegrationRow) -> Result<bool> {
         let sql = "UPDATE integrations SET name = $3, config = $4, enabled = $5, updated_at = $6 WHERE tenant_id = $1 AND id = $2";
-        let n = on_write!(self, pool => sqlx::query(sql)
+        let mut tx = self.begin().await?;
+        let n = on_tx!(&mut tx, conn => sqlx::query(sql)
             .bind(&r.tenant_id).bind(&r.id).bind(&r.name).bind(&r.config).bind(r.enabled).bind(r.updated_at)
-            .execute(pool).await?.rows_affected());
+            .execute(conn).await?.rows_affected());
+        tx.bump_config_version(&r.tenant_id).await?;
+        tx.commit().await?;
         Ok(n == 1)
     }
 
@@ -72,7 +77,7 @@ impl Db {
     pub async fn delete_integration(&self, tenant: &str, id: &str, now: i64) -> Result<bool> {
         let rules = self.rules_using_integration(tenant, id).await?;
         let mut tx = self.begin().await?;
-        let deleted = crate::on_tx!(&mut tx, conn => {
+        let deleted = on_tx!(&mut tx, conn => {
             let n = sqlx::query("DELETE FROM integrations WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant).bind(id).execute(&mut *conn).await?.rows_affected();
             for (rule_id, ids) in &rules {
@@ -86,6 +91,7 @@ impl Db {
                 .bind(tenant).bind(id).bind(now).execute(&mut *conn).await?;
             n == 1
         });
+        tx.bump_config_version(tenant).await?;
         tx.commit().await?;
         Ok(deleted)
     }

@@ -3,7 +3,7 @@
 use sqlx::{AssertSqlSafe, FromRow};
 
 use crate::{
-    Db, Result, from_json, on_db, on_write,
+    Db, Result, from_json, on_db, on_tx,
     sql::{Filter, bind_all},
 };
 
@@ -38,21 +38,26 @@ impl Db {
     pub async fn insert_rule(&self, r: &RuleRow) -> Result<()> {
         let sql = "INSERT INTO rules (id, tenant_id, name, enabled, event_types, condition, integration_ids, created_at, updated_at) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-        on_write!(self, pool => sqlx::query(sql)
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, conn => sqlx::query(sql)
             .bind(&r.id).bind(&r.tenant_id).bind(&r.name).bind(r.enabled).bind(&r.event_types)
             .bind(&r.condition).bind(&r.integration_ids).bind(r.created_at).bind(r.updated_at)
-            .execute(pool).await.map(|_| ())?);
-        Ok(())
+            .execute(conn).await.map(|_| ())?);
+        tx.bump_config_version(&r.tenant_id).await?;
+        tx.commit().await
     }
 
     /// `false` when the rule does not exist in `r.tenant_id`.
     pub async fn update_rule(&self, r: &RuleRow) -> Result<bool> {
         let sql = "UPDATE rules SET name = $3, enabled = $4, event_types = $5, condition = $6, integration_ids = $7, updated_at = $8 \
                    WHERE tenant_id = $1 AND id = $2";
-        let n = on_write!(self, pool => sqlx::query(sql)
+        let mut tx = self.begin().await?;
+        let n = on_tx!(&mut tx, conn => sqlx::query(sql)
             .bind(&r.tenant_id).bind(&r.id).bind(&r.name).bind(r.enabled).bind(&r.event_types)
             .bind(&r.condition).bind(&r.integration_ids).bind(r.updated_at)
-            .execute(pool).await?.rows_affected());
+            .execute(conn).await?.rows_affected());
+        tx.bump_config_version(&r.tenant_id).await?;
+        tx.commit().await?;
         Ok(n == 1)
     }
 
@@ -70,8 +75,11 @@ impl Db {
     }
 
     pub async fn delete_rule(&self, tenant: &str, id: &str) -> Result<bool> {
-        let n = on_write!(self, pool => sqlx::query("DELETE FROM rules WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant).bind(id).execute(pool).await?.rows_affected());
+        let mut tx = self.begin().await?;
+        let n = on_tx!(&mut tx, conn => sqlx::query("DELETE FROM rules WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant).bind(id).execute(conn).await?.rows_affected());
+        tx.bump_config_version(tenant).await?;
+        tx.commit().await?;
         Ok(n == 1)
     }
 

@@ -89,3 +89,49 @@ impl Db {
         Ok(self.get_setting(key).await?.unwrap_or_else(|| value.to_owned()))
     }
 }
+
+/// An integration as routing sees it.
+#[derive(Debug, Clone, FromRow)]
+pub struct RoutingTarget {
+    pub id: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub enabled: bool,
+}
+
+impl crate::Tx {
+    /// The config versions of `tenants`, read inside this transaction.
+    pub async fn config_versions(&mut self, tenants: &[&str]) -> Result<Vec<(String, i64)>> {
+        let sql = format!(
+            "SELECT id, config_version FROM tenants WHERE id IN ({})",
+            crate::sql::placeholders(self.backend(), 1, tenants.len())
+        );
+        Ok(crate::on_tx!(self, conn => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for t in tenants {
+                q = q.bind(*t);
+            }
+            q.fetch_all(conn).await?
+        }))
+    }
+
+    /// A tenant's rules and integrations as of this transaction.
+    pub async fn routing_config(&mut self, tenant: &str) -> Result<(Vec<crate::rules::RuleRow>, Vec<RoutingTarget>)> {
+        let rules = "SELECT id, tenant_id, name, enabled, event_types, condition, integration_ids, created_at, updated_at \
+                     FROM rules WHERE tenant_id = $1 ORDER BY id";
+        let targets = "SELECT id, type, enabled FROM integrations WHERE tenant_id = $1";
+        Ok(crate::on_tx!(self, conn => {
+            let r = sqlx::query_as(rules).bind(tenant).fetch_all(&mut *conn).await?;
+            let t = sqlx::query_as(targets).bind(tenant).fetch_all(&mut *conn).await?;
+            (r, t)
+        }))
+    }
+
+    /// Marks a change of the tenant's rules or integrations, so cached
+    /// routing configs are reloaded.
+    pub(crate) async fn bump_config_version(&mut self, tenant: &str) -> Result<()> {
+        let sql = "UPDATE tenants SET config_version = config_version + 1 WHERE id = $1";
+        crate::on_tx!(self, conn => sqlx::query(sql).bind(tenant).execute(conn).await.map(|_| ())?);
+        Ok(())
+    }
+}

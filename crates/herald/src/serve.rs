@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api,
     config::Config,
-    pipeline::{ingest, router, wake::Wake, worker},
+    pipeline::{ingest, wake::Wake, worker},
     secrets::{self, MasterKey},
     state::{AdminToken, AppState, Inner, now_ms},
 };
@@ -93,7 +93,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     wake.spawn_listener(shutdown.clone());
-    let router_task = tokio::spawn(router::run(db.clone(), wake.clone(), shutdown.clone()));
     let worker_task = tokio::spawn(worker::run(state.clone()));
 
     let listener = tokio::net::TcpListener::bind(state.config.listen)
@@ -118,7 +117,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await?;
     shutdown.cancel();
     let _ = worker_task.await;
-    let _ = router_task.await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -7,10 +7,14 @@ CREATE TABLE server_settings (
     value TEXT NOT NULL
 );
 
+-- config_version changes with every rule or integration change of the
+-- tenant, in the same transaction: routers cache a tenant's rules and check
+-- the version once per ingest batch.
 CREATE TABLE tenants (
-    id         TEXT PRIMARY KEY,
-    name       TEXT NOT NULL,
-    created_at BIGINT NOT NULL
+    id             TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    config_version BIGINT NOT NULL DEFAULT 0
 );
 INSERT INTO tenants (id, name, created_at) VALUES ('default', 'Default', 0);
 
@@ -34,13 +38,11 @@ CREATE TABLE events (
     idempotency_key TEXT,
     request_hash    TEXT NOT NULL,
     deliver_at      BIGINT,
-    created_at      BIGINT NOT NULL,
-    routed_at       BIGINT
+    created_at      BIGINT NOT NULL
 );
 -- Partial: events without a key (most of them) stay out of this index.
 CREATE UNIQUE INDEX events_idempotency ON events (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX events_tenant ON events (tenant_id, id);
-CREATE INDEX events_unrouted ON events (id) WHERE routed_at IS NULL;
 
 CREATE TABLE integrations (
     id         TEXT PRIMARY KEY,

@@ -67,7 +67,6 @@ pub struct EventOut {
     idempotency_key: Option<String>,
     deliver_at: Option<String>,
     created_at: String,
-    routed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     deliveries: Option<Vec<DeliveryOut>>,
 }
@@ -82,7 +81,6 @@ impl From<EventRow> for EventOut {
             idempotency_key: r.idempotency_key,
             deliver_at: r.deliver_at.map(rfc3339),
             created_at: rfc3339(r.created_at),
-            routed: r.routed_at.is_some(),
             deliveries: None,
         }
     }
@@ -143,7 +141,7 @@ fn ingest_error(e: IngestError) -> ApiError {
         IngestError::Closed => {
             ApiError::Unavailable("the server is shutting down; retry on another node or later".into())
         }
-        IngestError::Store(e) => ApiError::Internal(anyhow::Error::new(e)),
+        IngestError::Store(e) => ApiError::Internal(anyhow::anyhow!("{e:#}")),
     }
 }
 

@@ -2,7 +2,8 @@
 //! and one fsync. Each request hands its events to a writer task and waits
 //! for the commit; a writer takes everything queued while the previous
 //! commit was on disk, so batches grow with load and latency stays one
-//! commit deep.
+//! commit deep. The same transaction routes the new events and inserts
+//! their deliveries (see [`super::router`]).
 
 use std::sync::Arc;
 
@@ -12,14 +13,14 @@ use herald_store::{
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::wake::Wake;
+use super::{router::Router, wake::Wake};
 
 /// The most events one commit carries.
 const MAX_BATCH: usize = 2048;
 
 struct Job {
     events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Vec<Inserted>, Arc<herald_store::StoreError>>>,
+    reply: oneshot::Sender<Result<Vec<Inserted>, Arc<anyhow::Error>>>,
 }
 
 /// Submits events to the writers.
@@ -32,7 +33,7 @@ pub struct IngestHandle {
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("the event store failed")]
-    Store(#[source] Arc<herald_store::StoreError>),
+    Store(#[source] Arc<anyhow::Error>),
     #[error("the server is shutting down")]
     Closed,
 }
@@ -51,11 +52,12 @@ impl IngestHandle {
 pub fn spawn(db: Db, wake: Wake, writers: usize) -> IngestHandle {
     let (tx, rx) = mpsc::channel::<Job>(16_384);
     let rx = Arc::new(Mutex::new(rx));
+    let router = Arc::new(Router::default());
     for _ in 0..writers.max(1) {
-        let (db, wake, rx) = (db.clone(), wake.clone(), rx.clone());
+        let (db, wake, rx, router) = (db.clone(), wake.clone(), rx.clone(), router.clone());
         tokio::spawn(async move {
             while let Some(jobs) = next_batch(&rx).await {
-                write(&db, &wake, jobs).await;
+                write(&db, &wake, &router, jobs).await;
             }
         });
     }
@@ -80,14 +82,14 @@ async fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
     Some(jobs)
 }
 
-async fn write(db: &Db, wake: &Wake, jobs: Vec<Job>) {
+async fn write(db: &Db, wake: &Wake, router: &Router, jobs: Vec<Job>) {
     let all: Vec<&NewEvent> = jobs.iter().flat_map(|j| j.events.iter()).collect();
-    match db.insert_events(&all).await {
-        Ok(results) => {
+    match store_and_route(db, router, &all).await {
+        Ok((results, pending)) => {
             let created = results.iter().filter(|r| matches!(r, Inserted::Created(_))).count();
             metrics::counter!("herald_events_received_total").increment(created as u64);
-            if created > 0 {
-                wake.events_committed();
+            if pending {
+                wake.deliveries_committed().await;
             }
             let mut results = results.into_iter();
             for job in jobs {
@@ -103,4 +105,17 @@ async fn write(db: &Db, wake: &Wake, jobs: Vec<Job>) {
             }
         }
     }
+}
+
+/// One transaction: the events, then the deliveries of those that are new.
+/// Returns the results and whether any delivery is pending.
+async fn store_and_route(db: &Db, router: &Router, events: &[&NewEvent]) -> anyhow::Result<(Vec<Inserted>, bool)> {
+    let mut tx = db.begin().await?;
+    let results = tx.insert_events(events).await?;
+    let created: Vec<&NewEvent> =
+        events.iter().zip(&results).filter(|(_, r)| matches!(r, Inserted::Created(_))).map(|(e, _)| *e).collect();
+    let deliveries = router.route(&mut tx, &created).await?;
+    tx.insert_deliveries(&deliveries).await?;
+    tx.commit().await?;
+    Ok((results, deliveries.iter().any(|d| d.status == "pending")))
 }

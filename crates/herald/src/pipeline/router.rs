@@ -1,93 +1,79 @@
-//! The routing stage: takes unrouted events and, in one transaction per
-//! batch, inserts their deliveries and marks them routed. The decision itself
-//! is `herald_core::router::plan`, a pure function.
+//! Where events become deliveries. Routing runs inside the ingest
+//! transaction: an event and its deliveries are committed together, so
+//! there is never an accepted event without its deliveries, and no second
+//! pass over the events table. The decision itself is
+//! `herald_core::router::plan`, a pure function.
+//!
+//! A tenant's rules and integrations are cached; every batch reads the
+//! tenants' `config_version` inside its transaction and reloads a tenant whose
+//! version moved (rule and integration writes bump it in their own
+//! transaction), so every node routes with the rules committed before it.
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
-    time::Duration,
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex},
 };
 
 use herald_core::{
     Condition, DeliveryId, IntegrationId, RuleId,
     router::{self, EventView, Rule, Target},
 };
-use herald_store::{Db, deliveries::NewDelivery, events::EventRow};
-use tokio_util::sync::CancellationToken;
+use herald_store::{Tx, deliveries::NewDelivery, events::NewEvent};
 
-use super::wake::Wake;
-use crate::state::now_ms;
+/// A tenant's routing inputs, parsed once.
+struct TenantRouting {
+    version: i64,
+    rules: Vec<Rule>,
+    targets: HashMap<IntegrationId, Target>,
+    /// Whether any rule has a condition (only then is event data parsed).
+    needs_data: bool,
+}
 
-/// Events routed per transaction.
-const BATCH: i64 = 512;
+/// Routing config per tenant, shared by the ingest writers.
+#[derive(Default)]
+pub struct Router {
+    tenants: Mutex<HashMap<String, Arc<TenantRouting>>>,
+}
 
-/// Runs until shutdown: routes whenever events are committed, and at least
-/// every second (events posted to another node, or left by a crash).
-pub async fn run(db: Db, wake: Wake, shutdown: CancellationToken) {
-    loop {
-        match route_batch(&db, &wake).await {
-            Ok(n) if n as i64 == BATCH => continue,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = ?e, "routing failed; will retry");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+impl Router {
+    /// Plans the deliveries of `events` (those just created, not replays),
+    /// reading any changed tenant config inside `tx`.
+    pub async fn route(&self, tx: &mut Tx, events: &[&NewEvent]) -> anyhow::Result<Vec<NewDelivery>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tenants: BTreeSet<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
+        let tenants: Vec<&str> = tenants.into_iter().collect();
+        let mut configs = HashMap::new();
+        for (tenant, version) in tx.config_versions(&tenants).await? {
+            let cached = self.tenants.lock().expect("routing cache lock").get(&tenant).cloned();
+            let config = match cached {
+                Some(c) if c.version == version => c,
+                _ => {
+                    let fresh = Arc::new(load(tx, &tenant, version).await?);
+                    self.tenants.lock().expect("routing cache lock").insert(tenant.clone(), fresh.clone());
+                    fresh
+                }
+            };
+            configs.insert(tenant, config);
+        }
+        let mut out = Vec::new();
+        for event in events {
+            if let Some(config) = configs.get(&event.tenant_id)
+                && !config.rules.is_empty()
+            {
+                plan_event(event, config, &mut out);
             }
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = wake.events.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
+        Ok(out)
     }
 }
 
-/// Routes one batch; returns how many events it took.
-pub async fn route_batch(db: &Db, wake: &Wake) -> anyhow::Result<usize> {
-    let (mut tx, events) = db.begin_routing(BATCH).await?;
-    if events.is_empty() {
-        return Ok(0);
-    }
-    let now = now_ms();
-    let mut by_tenant: BTreeMap<&str, Vec<&EventRow>> = BTreeMap::new();
-    for e in &events {
-        by_tenant.entry(&e.tenant_id).or_default().push(e);
-    }
-    let mut deliveries = Vec::new();
-    for (tenant, events) in by_tenant {
-        let (rules, targets) = load_tenant(db, tenant).await?;
-        if rules.is_empty() {
-            continue;
-        }
-        for event in events {
-            plan_event(event, &rules, &targets, now, &mut deliveries);
-        }
-    }
-    tx.insert_deliveries(&deliveries).await?;
-    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-    tx.mark_routed(&ids, now).await?;
-    tx.commit().await?;
-    if deliveries.iter().any(|d| d.status == "pending") {
-        wake.deliveries_committed().await;
-    }
-    tracing::debug!(events = events.len(), deliveries = deliveries.len(), "routed");
-    Ok(events.len())
-}
-
-fn plan_event(
-    event: &EventRow,
-    rules: &[Rule],
-    targets: &HashMap<IntegrationId, Target>,
-    now: i64,
-    out: &mut Vec<NewDelivery>,
-) {
-    // Only conditions read the data: skip parsing it when no rule has one.
-    let data: serde_json::Value = if rules.iter().any(|r| r.condition.is_some()) {
-        serde_json::from_str(&event.data).unwrap_or_default()
-    } else {
-        serde_json::Value::Null
-    };
+fn plan_event(event: &NewEvent, config: &TenantRouting, out: &mut Vec<NewDelivery>) {
+    let data: serde_json::Value =
+        if config.needs_data { serde_json::from_str(&event.data).unwrap_or_default() } else { serde_json::Value::Null };
     let view = EventView { id: &event.id, event_type: &event.event_type, severity: &event.severity, data: &data };
-    let plan = router::plan(view, rules, targets);
+    let plan = router::plan(view, &config.rules, &config.targets);
     for (rule, error) in plan.condition_errors {
         tracing::warn!(event_id = %event.id, rule_id = %rule, error = %error, "rule condition could not be evaluated; treated as no match");
     }
@@ -101,21 +87,19 @@ fn plan_event(
             rule_id: Some(d.rule_id.into_string()),
             channel: d.channel,
             status: if d.skip_reason.is_some() { "skipped" } else { "pending" }.to_owned(),
-            due_at: event.deliver_at.unwrap_or(now).max(event.created_at),
+            due_at: event.deliver_at.unwrap_or(event.created_at).max(event.created_at),
             skip_reason: d.skip_reason,
-            created_at: now,
+            created_at: event.created_at,
         });
     }
 }
 
-async fn load_tenant(db: &Db, tenant: &str) -> anyhow::Result<(Vec<Rule>, HashMap<IntegrationId, Target>)> {
+async fn load(tx: &mut Tx, tenant: &str, version: i64) -> anyhow::Result<TenantRouting> {
+    let (rows, targets) = tx.routing_config(tenant).await?;
     let mut rules = Vec::new();
-    for row in db.list_rules(tenant, None, i64::MAX).await? {
-        if !row.enabled {
-            continue;
-        }
+    for row in rows.into_iter().filter(|r| r.enabled) {
         // Conditions were checked when the rule was saved; one that no longer
-        // parses (a stored row edited by hand) disables its rule, loudly.
+        // parses (a row edited by hand) disables its rule, loudly.
         let condition = match row.condition.as_deref().map(Condition::parse).transpose() {
             Ok(c) => c.map(Arc::new),
             Err(e) => {
@@ -131,11 +115,10 @@ async fn load_tenant(db: &Db, tenant: &str) -> anyhow::Result<(Vec<Rule>, HashMa
             integration_ids: row.integration_ids()?.into_iter().map(IntegrationId::from_stored).collect(),
         });
     }
-    let targets = db
-        .all_integrations(tenant)
-        .await?
+    let targets = targets
         .into_iter()
-        .map(|i| (IntegrationId::from_stored(i.id), Target { channel: i.kind, enabled: i.enabled }))
+        .map(|t| (IntegrationId::from_stored(t.id), Target { channel: t.kind, enabled: t.enabled }))
         .collect();
-    Ok((rules, targets))
+    let needs_data = rules.iter().any(|r| r.condition.is_some());
+    Ok(TenantRouting { version, rules, targets, needs_data })
 }

@@ -1,5 +1,5 @@
-//! Wake-ups: stages wake the next one the moment work is committed, instead
-//! of polling. In one process a `Notify`; across PostgreSQL nodes, `NOTIFY`.
+//! Wake-ups: workers wake the moment deliveries are committed, instead of
+//! polling. In one process a `Notify`; across PostgreSQL nodes, `NOTIFY`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,8 +12,6 @@ const CHANNEL: &str = "herald_deliveries";
 
 #[derive(Clone)]
 pub struct Wake {
-    /// New events were committed: the router has work.
-    pub events: Arc<Notify>,
     /// New due deliveries were committed: workers have work.
     pub deliveries: Arc<Notify>,
     db: Db,
@@ -21,11 +19,7 @@ pub struct Wake {
 
 impl Wake {
     pub fn new(db: Db) -> Self {
-        Self { events: Arc::default(), deliveries: Arc::default(), db }
-    }
-
-    pub fn events_committed(&self) {
-        self.events.notify_one();
+        Self { deliveries: Arc::default(), db }
     }
 
     /// Wakes this node's workers and, on PostgreSQL, every other node's.

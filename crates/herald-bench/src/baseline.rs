@@ -24,7 +24,7 @@ use crate::{
     load::{Load, LoadSummary, Plan, Target},
     phases::Settings,
     process::{self, ServerProcess},
-    rss::{self, Memory},
+    procfs::{self, Memory, Usage},
 };
 
 /// What the baseline measured.
@@ -32,7 +32,7 @@ use crate::{
 pub struct BaselineResult {
     pub load: LoadSummary,
     pub idle_memory: Memory,
-    pub loaded_memory: Memory,
+    pub loaded: Usage,
 }
 
 /// Starts the baseline process, loads it and stops it.
@@ -40,39 +40,25 @@ pub async fn measure(settings: &Settings) -> Result<BaselineResult> {
     let addr = process::free_addr()?;
     let exe = std::env::current_exe().context("locating the bench executable")?;
     let mut command = Command::new(exe);
-    command
-        .arg("baseline-server")
-        .arg("--listen")
-        .arg(addr.to_string());
+    command.arg("baseline-server").arg("--listen").arg(addr.to_string());
     let log = settings.work_dir.join("logs").join("baseline.log");
     let mut server = ServerProcess::start("the baseline server", command, addr, log).await?;
-    let idle_memory = rss::read(server.pid()).unwrap_or_default();
-    let sampler = rss::Sampler::start(server.pid());
+    let idle_memory = procfs::memory(server.pid()).unwrap_or_default();
+    let sampler = procfs::Sampler::start(server.pid());
     let load = Load {
-        target: Target {
-            addr,
-            path: "/v1/events",
-            bearer: None,
-        },
+        target: Target { addr, path: "/v1/events", bearer: None },
         client: settings.client,
         clients: settings.clients,
         event_type: "bench.ingest",
-        plan: Plan::Timed {
-            warmup: settings.warmup,
-            duration: settings.duration,
-        },
+        plan: Plan::Timed { warmup: settings.warmup, duration: settings.duration },
     }
     .run()
     .await;
-    let loaded_memory = sampler.finish(server.pid()).await;
+    let loaded = sampler.finish().await;
     let still_running = server.ensure_running();
     server.stop().await?;
     still_running?;
-    Ok(BaselineResult {
-        load: load?,
-        idle_memory,
-        loaded_memory,
-    })
+    Ok(BaselineResult { load: load?, idle_memory, loaded })
 }
 
 #[derive(Deserialize)]
@@ -94,12 +80,8 @@ pub async fn serve(listen: SocketAddr) -> Result<()> {
         .route("/ready", get(|| async { StatusCode::OK }))
         .route("/v1/events", post(accept_event))
         .with_state(next_id);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }
 
@@ -112,17 +94,11 @@ async fn accept_event(
         return Err(StatusCode::UNPROCESSABLE_ENTITY);
     }
     let n = next_id.fetch_add(1, Ordering::Relaxed);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(EventAccepted {
-            id: format!("evt_{n:026}"),
-        }),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(EventAccepted { id: format!("evt_{n:026}") })))
 }
 
 async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;

@@ -74,10 +74,7 @@ impl HeraldBinary {
         }
         let path = target_dir.join("release").join("herald");
         if !path.is_file() {
-            bail!(
-                "{} does not exist; run `cargo build --release -p herald` or pass --herald-bin",
-                path.display()
-            );
+            bail!("{} does not exist; run `cargo build --release -p herald` or pass --herald-bin", path.display());
         }
         Ok(Self { path })
     }
@@ -96,22 +93,13 @@ pub struct Herald {
 
 impl Herald {
     /// Starts a fresh Herald for `phase` and waits until `GET /ready` answers 200.
-    pub async fn start(
-        binary: &HeraldBinary,
-        backend: Backend,
-        settings: &Settings,
-        phase: &str,
-    ) -> Result<Self> {
+    pub async fn start(binary: &HeraldBinary, backend: Backend, settings: &Settings, phase: &str) -> Result<Self> {
         let name = format!("{}-{phase}", backend.slug());
-        let data_dir = settings
-            .work_dir
-            .join("data")
-            .join(format!("{name}-{}", std::process::id()));
+        let data_dir = settings.work_dir.join("data").join(format!("{name}-{}", std::process::id()));
         if data_dir.exists() {
             std::fs::remove_dir_all(&data_dir)?;
         }
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("creating {}", data_dir.display()))?;
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let database = match backend {
             Backend::Postgres => Some(TempDatabase::create(&settings.database_url).await?),
             Backend::Sqlite => None,
@@ -152,10 +140,7 @@ impl Herald {
             token,
             data_dir,
             database,
-            api: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(10))
-                .build()?,
+            api: reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build()?,
             deviations: Vec::new(),
         })
     }
@@ -197,9 +182,7 @@ impl Herald {
             bail!("POST {path} answered {status}: {text}\n  request: {body}");
         }
         if status.as_u16() != expected {
-            self.deviations.push(format!(
-                "POST {path} answered {status} (contract: {expected}): {text}"
-            ));
+            self.deviations.push(format!("POST {path} answered {status} (contract: {expected}): {text}"));
         }
         serde_json::from_str(&text)
             .with_context(|| format!("POST {path} answered {status} with a non-JSON body: {text}"))
@@ -212,19 +195,13 @@ impl Herald {
         let id = string_field(&answer, "id")
             .with_context(|| format!("POST /v1/integrations answered without an id: {answer}"))?;
         if !id.starts_with("int_") {
-            self.deviations.push(format!(
-                "POST /v1/integrations answered id {id:?} (contract: int_…)"
-            ));
+            self.deviations.push(format!("POST /v1/integrations answered id {id:?} (contract: int_…)"));
         }
         Ok(id)
     }
 
     /// Creates a rule routing `event_types` to `integration_ids`.
-    pub async fn create_rule(
-        &mut self,
-        event_types: &[&str],
-        integration_ids: &[String],
-    ) -> Result<()> {
+    pub async fn create_rule(&mut self, event_types: &[&str], integration_ids: &[String]) -> Result<()> {
         let body = json!({
             "name": "bench",
             "event_types": event_types,
@@ -240,9 +217,7 @@ impl Herald {
         let answer = self.post("/v1/events", body, 202).await?;
         match string_field(&answer, "id") {
             Some(id) if id.starts_with("evt_") => {}
-            _ => self.deviations.push(format!(
-                "POST /v1/events answered {answer} (contract: {{\"id\": \"evt_…\"}})"
-            )),
+            _ => self.deviations.push(format!("POST /v1/events answered {answer} (contract: {{\"id\": \"evt_…\"}})")),
         }
         Ok(())
     }
@@ -273,8 +248,6 @@ async fn cleanup(data_dir: &Path, database: Option<TempDatabase>) {
 
 /// A token nobody else uses; the server only listens on 127.0.0.1 anyway.
 fn admin_token() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos());
     format!("bench-{}-{nanos:x}", std::process::id())
 }

@@ -108,9 +108,7 @@ impl Latency {
 
 /// The JSON event body; `n` makes each body distinct.
 pub fn event_body(event_type: &str, n: u64) -> Bytes {
-    Bytes::from(format!(
-        r#"{{"type":"{event_type}","data":{{"n":{n},"host":"web-1","message":"disk almost full"}}}}"#
-    ))
+    Bytes::from(format!(r#"{{"type":"{event_type}","data":{{"n":{n},"host":"web-1","message":"disk almost full"}}}}"#))
 }
 
 impl Load {
@@ -177,11 +175,7 @@ impl Load {
             warmup_errors: tally.warmup_errors,
             error_kinds: tally.error_kinds,
             elapsed_s,
-            per_second: if elapsed_s > 0.0 {
-                ok as f64 / elapsed_s
-            } else {
-                0.0
-            },
+            per_second: if elapsed_s > 0.0 { ok as f64 / elapsed_s } else { 0.0 },
             latency: Latency::from_samples(&mut latencies),
         })
     }
@@ -232,9 +226,7 @@ async fn client_loop(
         if window.is_some_and(|(_, end)| started >= end) {
             break;
         }
-        let result = client
-            .post(&shared, event_body(shared.event_type, n))
-            .await;
+        let result = client.post(&shared, event_body(shared.event_type, n)).await;
         let done = Instant::now();
         tally.last_done = Some(done);
         let in_window = window.is_none_or(|(from, end)| done >= from && done <= end);
@@ -285,22 +277,13 @@ impl Client {
                 result
             }
             Client::Reqwest(client) => {
-                let mut request = client
-                    .post(&shared.url)
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body);
+                let mut request = client.post(&shared.url).header(CONTENT_TYPE, "application/json").body(body);
                 if let Some(bearer) = &shared.bearer {
                     request = request.header(AUTHORIZATION, bearer.clone());
                 }
-                let response = request
-                    .send()
-                    .await
-                    .map_err(|e| format!("send: {}", root_cause(&e)))?;
+                let response = request.send().await.map_err(|e| format!("send: {}", root_cause(&e)))?;
                 let status = response.status();
-                response
-                    .bytes()
-                    .await
-                    .map_err(|e| format!("read body: {}", root_cause(&e)))?;
+                response.bytes().await.map_err(|e| format!("read body: {}", root_cause(&e)))?;
                 Ok(status)
             }
         }
@@ -308,15 +291,10 @@ impl Client {
 }
 
 async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {}", e.kind()))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|e| format!("connect: {e}"))?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
+    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect: {}", e.kind()))?;
+    stream.set_nodelay(true).map_err(|e| format!("connect: {e}"))?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(async move {
         // Ends when the server closes the connection or the sender is dropped.
         let _ = connection.await;
@@ -324,40 +302,24 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
     Ok(sender)
 }
 
-async fn hyper_post(
-    sender: &mut SendRequest<Full<Bytes>>,
-    shared: &Shared,
-    body: Bytes,
-) -> Result<StatusCode, String> {
-    sender
-        .ready()
-        .await
-        .map_err(|e| format!("send: {}", root_cause(&e)))?;
+async fn hyper_post(sender: &mut SendRequest<Full<Bytes>>, shared: &Shared, body: Bytes) -> Result<StatusCode, String> {
+    sender.ready().await.map_err(|e| format!("send: {}", root_cause(&e)))?;
     let mut request = Request::post(shared.target.path)
         .header(HOST, shared.host.clone())
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(bearer) = &shared.bearer {
         request = request.header(AUTHORIZATION, bearer.clone());
     }
-    let request = request
-        .body(Full::new(body))
-        .map_err(|e| format!("request: {e}"))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("send: {}", root_cause(&e)))?;
+    let request = request.body(Full::new(body)).map_err(|e| format!("request: {e}"))?;
+    let response = sender.send_request(request).await.map_err(|e| format!("send: {}", root_cause(&e)))?;
     let status = response.status();
-    response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("read body: {}", root_cause(&e)))?;
+    response.into_body().collect().await.map_err(|e| format!("read body: {}", root_cause(&e)))?;
     Ok(status)
 }
 
 /// The innermost error's message: "connection reset by peer" rather than
 /// "error sending request for url (…)".
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut inner = error;
     while let Some(source) = inner.source() {
         inner = source;
@@ -381,8 +343,8 @@ mod tests {
 
     #[test]
     fn event_body_is_the_documented_json() {
-        let body: serde_json::Value = serde_json::from_slice(&event_body("bench.ingest", 123))
-            .expect("the body is JSON");
+        let body: serde_json::Value =
+            serde_json::from_slice(&event_body("bench.ingest", 123)).expect("the body is JSON");
         assert_eq!(
             body,
             serde_json::json!({

@@ -9,11 +9,11 @@ mod load;
 mod phases;
 mod postgres;
 mod process;
+mod procfs;
 mod report;
-mod rss;
 mod sink;
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -85,11 +85,7 @@ struct RunArgs {
     #[arg(long)]
     no_build: bool,
     /// PostgreSQL server on which a fresh database is created for each phase.
-    #[arg(
-        long,
-        env = "HERALD_BENCH_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
+    #[arg(long, env = "HERALD_BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     database_url: String,
     /// Where to write the results as JSON (default: `target/bench-results.json`).
     #[arg(long)]
@@ -114,20 +110,25 @@ impl BackendChoice {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
     // reqwest is built without a default crypto provider; building a client panics without one.
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
-
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::BaselineServer { listen }) => baseline::serve(listen).await,
-        None => run(cli.run).await,
+    if rustls::crypto::ring::default_provider().install_default().is_err() {
+        eprintln!("error: a rustls crypto provider was already installed");
+        return ExitCode::FAILURE;
     }
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Some(Command::BaselineServer { listen }) => baseline::serve(listen).await.map(|()| ExitCode::SUCCESS),
+        None => run(cli.run).await,
+    };
+    // The chain of causes, without the backtrace RUST_BACKTRACE would add.
+    outcome.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
 }
 
-async fn run(args: RunArgs) -> Result<()> {
+async fn run(args: RunArgs) -> Result<ExitCode> {
     if cfg!(debug_assertions) {
         eprintln!(
             "warning: herald-bench is a debug build; the load generator will be the bottleneck. \
@@ -135,7 +136,18 @@ async fn run(args: RunArgs) -> Result<()> {
         );
     }
     let target_dir = target_dir()?;
-    let machine = Machine::detect();
+    let herald = if args.only_baseline {
+        None
+    } else {
+        // Build before measuring anything, so a compile error fails fast.
+        Some(HeraldBinary::locate(args.herald_bin.clone(), &target_dir, !args.no_build)?)
+    };
+
+    // Taken now: the tree may change while the bench runs.
+    let commit = output_of("git", &["describe", "--always", "--dirty"]);
+    let measured_at = output_of("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]);
+    // Measured after the build, right before the load.
+    let machine = Machine::detect(procfs::background_cpu(Duration::from_secs(1)).await);
     let config = RunConfig {
         clients: args.clients,
         warmup_s: args.warmup.as_secs_f64(),
@@ -146,29 +158,22 @@ async fn run(args: RunArgs) -> Result<()> {
         client: args.client,
     };
     eprintln!(
-        "machine: {} × {} ({} MiB RAM)",
-        machine.nproc, machine.cpu_model, machine.mem_total_mib
+        "machine: {} × {} ({} MiB RAM); busy before the run: {:.0} % of one core",
+        machine.nproc, machine.cpu_model, machine.mem_total_mib, machine.background_cpu_pct
     );
-
-    let herald = if args.only_baseline {
-        None
-    } else {
-        // Build before measuring anything, so a compile error fails fast.
-        Some(HeraldBinary::locate(
-            args.herald_bin.clone(),
-            &target_dir,
-            !args.no_build,
-        )?)
-    };
+    if machine.background_cpu_pct > 10.0 {
+        eprintln!(
+            "warning: something else is using the CPU ({:.0} % of one core); the figures will be low and noisy",
+            machine.background_cpu_pct
+        );
+    }
 
     let settings = phases::Settings::from_args(&args, target_dir.join("herald-bench"));
     eprintln!(
         "baseline: axum + serde_json, no storage ({} clients, {:?} warm-up + {:?})",
         args.clients, args.warmup, args.duration
     );
-    let baseline = baseline::measure(&settings)
-        .await
-        .context("measuring the baseline")?;
+    let baseline = baseline::measure(&settings).await.context("measuring the baseline")?;
     eprintln!("  {}", report::one_line(&baseline.load));
 
     let mut backends = Vec::new();
@@ -191,22 +196,16 @@ async fn run(args: RunArgs) -> Result<()> {
         }
     }
 
-    let results = Results {
-        machine,
-        config,
-        baseline,
-        backends,
-    };
+    let results = Results { measured_at, commit, machine, config, baseline, backends };
     println!("{}", report::markdown(&results));
-    let json_path = args
-        .json
-        .unwrap_or_else(|| target_dir.join("bench-results.json"));
+    let json_path = args.json.unwrap_or_else(|| target_dir.join("bench-results.json"));
     report::write_json(&results, &json_path)?;
     eprintln!("results written to {}", json_path.display());
     if results.any_failure() {
-        anyhow::bail!("some phases failed or reported errors; see above");
+        eprintln!("error: some phases failed or had failed requests; see above");
+        return Ok(ExitCode::FAILURE);
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The cargo target directory: the bench binary lives in `<target>/release/`.
@@ -216,6 +215,18 @@ fn target_dir() -> Result<PathBuf> {
         .and_then(|profile_dir| profile_dir.parent())
         .map(PathBuf::from)
         .context("the bench executable has no target directory above it")
+}
+
+/// The trimmed stdout of a command run in the workspace, or `unknown`.
+fn output_of(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .map_or_else(|| "unknown".to_owned(), |text| text.trim().to_owned())
 }
 
 /// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
@@ -230,10 +241,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     } else {
         (text, 1.0)
     };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 10s, 500ms or 1m"))?;
+    let value: f64 = number.trim().parse().map_err(|_| format!("`{text}` is not a duration like 10s, 500ms or 1m"))?;
     if !value.is_finite() || value <= 0.0 {
         return Err(format!("`{text}` must be a positive duration"));
     }

@@ -15,8 +15,8 @@ use crate::{
     herald::{Backend, Herald, HeraldBinary},
     load::{ClientKind, Load, LoadSummary, Plan, Target},
     process::{self, Shutdown},
+    procfs::{self, Memory, Usage},
     report::{self, BackendReport, Phase},
-    rss::{self, Memory},
     sink::{self, Received, Sink},
 };
 
@@ -65,8 +65,8 @@ pub struct IngestResult {
     pub ratio_to_baseline: f64,
     /// `VmRSS` 2 s after `/ready`, before any request.
     pub idle_memory: Memory,
-    /// Largest `VmRSS` sampled under load, and `VmHWM`.
-    pub loaded_memory: Memory,
+    /// Largest `VmRSS` sampled under load, `VmHWM`, CPU use.
+    pub loaded: Usage,
     pub shutdown: Shutdown,
     pub log_lines: usize,
 }
@@ -85,7 +85,8 @@ pub struct WebhookResult {
     /// From the first post to the last expected delivery.
     pub elapsed_s: f64,
     pub deliveries_per_s: f64,
-    pub loaded_memory: Memory,
+    /// From the first post to the last delivery.
+    pub loaded: Usage,
     pub shutdown: Shutdown,
     pub log_lines: usize,
 }
@@ -104,13 +105,11 @@ pub async fn run_backend(
     eprintln!("  ingest: {}", report::phase_line(&ingest, |r| report::one_line(&r.load)));
 
     let mut webhooks = Vec::new();
-    for (sinks, events) in [
-        (1, settings.e2e_events),
-        (settings.fanout_sinks, settings.fanout_events),
-    ] {
+    for (sinks, events) in [(1, settings.e2e_events), (settings.fanout_sinks, settings.fanout_events)] {
         let result = webhook(settings, binary, backend, sinks, events, &mut deviations).await;
         eprintln!(
-            "  webhook, {sinks} sink(s): {}",
+            "  webhook, {sinks} sink{}: {}",
+            if sinks == 1 { "" } else { "s" },
             report::phase_line(&result, |r| format!(
                 "{:.0} deliveries/s ({} in {:.2} s)",
                 r.deliveries_per_s, r.expected_deliveries, r.elapsed_s
@@ -120,13 +119,7 @@ pub async fn run_backend(
     }
 
     deviations.dedup();
-    BackendReport {
-        backend,
-        skipped: None,
-        ingest: Some(ingest),
-        webhooks,
-        deviations,
-    }
+    BackendReport { backend, skipped: None, ingest: Some(ingest), webhooks, deviations }
 }
 
 async fn ingest(
@@ -143,39 +136,32 @@ async fn ingest(
     let pid = herald.pid();
     let measured = async {
         tokio::time::sleep(IDLE_WAIT).await;
-        let idle_memory = rss::read(pid).context("reading herald's /proc status")?;
+        let idle_memory = procfs::memory(pid).context("reading herald's /proc status")?;
         herald.check_event_answer("bench.ingest").await?;
-        let sampler = rss::Sampler::start(pid);
+        let sampler = procfs::Sampler::start(pid);
         let load = Load {
-            target: Target {
-                addr: herald.addr(),
-                path: "/v1/events",
-                bearer: Some(herald.token().to_owned()),
-            },
+            target: Target { addr: herald.addr(), path: "/v1/events", bearer: Some(herald.token().to_owned()) },
             client: settings.client,
             clients: settings.clients,
             event_type: "bench.ingest",
-            plan: Plan::Timed {
-                warmup: settings.warmup,
-                duration: settings.duration,
-            },
+            plan: Plan::Timed { warmup: settings.warmup, duration: settings.duration },
         }
         .run()
         .await;
-        let loaded_memory = sampler.finish(pid).await;
+        let loaded = sampler.finish().await;
         herald.ensure_running()?;
-        anyhow::Ok((load?, idle_memory, loaded_memory))
+        anyhow::Ok((load?, idle_memory, loaded))
     }
     .await;
     let log = herald.log().to_owned();
     deviations.append(&mut herald.deviations);
     let shutdown = herald.stop().await;
     match (measured, shutdown) {
-        (Ok((load, idle_memory, loaded_memory)), Ok(shutdown)) => Phase::Done(IngestResult {
+        (Ok((load, idle_memory, loaded)), Ok(shutdown)) => Phase::Done(IngestResult {
             ratio_to_baseline: ratio(load.per_second, baseline.load.per_second),
             load,
             idle_memory,
-            loaded_memory,
+            loaded,
             shutdown,
             log_lines: process::log_lines(&log),
         }),
@@ -212,43 +198,24 @@ async fn webhook(
 
 /// Sets up sinks, integrations and one rule, posts `events` and waits for
 /// every delivery.
-async fn deliver(
-    settings: &Settings,
-    herald: &mut Herald,
-    sink_count: usize,
-    events: u64,
-) -> Result<WebhookResult> {
+async fn deliver(settings: &Settings, herald: &mut Herald, sink_count: usize, events: u64) -> Result<WebhookResult> {
     let mut sinks = Vec::with_capacity(sink_count);
     let mut integration_ids = Vec::with_capacity(sink_count);
     for i in 1..=sink_count {
         let sink = Sink::start().await?;
-        integration_ids.push(
-            herald
-                .create_integration(&format!("sink-{i}"), &sink.url())
-                .await?,
-        );
+        integration_ids.push(herald.create_integration(&format!("sink-{i}"), &sink.url()).await?);
         sinks.push(sink);
     }
-    herald
-        .create_rule(&["bench.e2e.*"], &integration_ids)
-        .await?;
+    herald.create_rule(&["bench.e2e.*"], &integration_ids).await?;
 
     let pid = herald.pid();
-    let sampler = rss::Sampler::start(pid);
+    let sampler = procfs::Sampler::start(pid);
     let started = Instant::now();
     let post = Load {
-        target: Target {
-            addr: herald.addr(),
-            path: "/v1/events",
-            bearer: Some(herald.token().to_owned()),
-        },
+        target: Target { addr: herald.addr(), path: "/v1/events", bearer: Some(herald.token().to_owned()) },
         client: settings.client,
         clients: settings.clients,
-        event_type: if sink_count == 1 {
-            "bench.e2e.one"
-        } else {
-            "bench.e2e.fanout"
-        },
+        event_type: if sink_count == 1 { "bench.e2e.one" } else { "bench.e2e.fanout" },
         plan: Plan::Count { total: events },
     }
     .run()
@@ -256,13 +223,13 @@ async fn deliver(
     let post = match post {
         Ok(post) => post,
         Err(error) => {
-            sampler.finish(pid).await;
+            sampler.finish().await;
             return Err(error);
         }
     };
     let expected_deliveries = post.ok * sink_count as u64;
     let arrived = sink::wait_for(&sinks, expected_deliveries, settings.stall_timeout).await;
-    let loaded_memory = sampler.finish(pid).await;
+    let loaded = sampler.finish().await;
     let arrived = match arrived {
         Ok(arrived) => arrived,
         Err(error) => {
@@ -271,9 +238,7 @@ async fn deliver(
             return Err(error);
         }
     };
-    let elapsed = arrived
-        .last_new
-        .map_or(Duration::ZERO, |last| last.saturating_duration_since(started));
+    let elapsed = arrived.last_new.map_or(Duration::ZERO, |last| last.saturating_duration_since(started));
     tokio::time::sleep(DUPLICATE_GRACE).await;
     let received = sink::received(&sinks);
     herald.ensure_running()?;
@@ -287,16 +252,12 @@ async fn deliver(
         received,
         elapsed_s,
         deliveries_per_s: ratio(expected_deliveries as f64, elapsed_s),
-        loaded_memory,
+        loaded,
         shutdown: Shutdown::default(),
         log_lines: 0,
     })
 }
 
 fn ratio(numerator: f64, denominator: f64) -> f64 {
-    if denominator > 0.0 {
-        numerator / denominator
-    } else {
-        0.0
-    }
+    if denominator > 0.0 { numerator / denominator } else { 0.0 }
 }

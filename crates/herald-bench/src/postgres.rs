@@ -25,7 +25,8 @@ async fn connect(url: &str) -> Result<PgConnection> {
     tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url))
         .await
         .with_context(|| format!("no answer within {CONNECT_TIMEOUT:?}"))?
-        .context("connecting")
+        // sqlx repeats its source in its own message; the innermost one says it all.
+        .map_err(|error| anyhow::anyhow!(crate::load::root_cause(&error)))
 }
 
 /// The URL without its password, for messages.
@@ -62,23 +63,16 @@ impl TempDatabase {
             .await
             .with_context(|| format!("creating database {name}"))?;
         admin.close().await?;
-        Ok(Self {
-            admin_url: admin_url.to_owned(),
-            name,
-            url: url.to_string(),
-        })
+        Ok(Self { admin_url: admin_url.to_owned(), name, url: url.to_string() })
     }
 
     /// Drops the database, closing any connection still open to it.
     pub async fn drop_database(self) -> Result<()> {
         let mut admin = connect(&self.admin_url).await?;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await
-        .with_context(|| format!("dropping database {}", self.name))?;
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("dropping database {}", self.name))?;
         admin.close().await?;
         Ok(())
     }

@@ -45,15 +45,9 @@ pub fn free_addr() -> Result<SocketAddr> {
 
 impl ServerProcess {
     /// Starts `command` (stdout and stderr into `log`) and waits until it is ready.
-    pub async fn start(
-        name: &'static str,
-        mut command: Command,
-        addr: SocketAddr,
-        log: PathBuf,
-    ) -> Result<Self> {
+    pub async fn start(name: &'static str, mut command: Command, addr: SocketAddr, log: PathBuf) -> Result<Self> {
         if let Some(dir) = log.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating log directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating log directory {}", dir.display()))?;
         }
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         command
@@ -62,17 +56,9 @@ impl ServerProcess {
             .stderr(out)
             // A safety net: a bench that errors out must not leave servers behind.
             .kill_on_drop(true);
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
+        let child = command.spawn().with_context(|| format!("starting {name}"))?;
         let pid = child.id().context("the child has no pid")?;
-        let mut server = Self {
-            name,
-            child,
-            pid,
-            addr,
-            log,
-        };
+        let mut server = Self { name, child, pid, addr, log };
         server.wait_ready().await?;
         Ok(server)
     }
@@ -82,13 +68,9 @@ impl ServerProcess {
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(2))
-            .build()?;
+        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build()?;
         let url = format!("http://{}/ready", self.addr);
         let deadline = Instant::now() + READY_TIMEOUT;
-        let mut last = String::from("no answer yet");
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
@@ -98,11 +80,11 @@ impl ServerProcess {
                     log_tail(&self.log, 20)
                 );
             }
-            match client.get(&url).send().await {
+            let last = match client.get(&url).send().await {
                 Ok(response) if response.status() == reqwest::StatusCode::OK => return Ok(()),
-                Ok(response) => last = format!("GET /ready answered {}", response.status()),
-                Err(error) => last = format!("GET /ready failed: {error}"),
-            }
+                Ok(response) => format!("GET /ready answered {}", response.status()),
+                Err(error) => format!("GET /ready failed: {}", crate::load::root_cause(&error)),
+            };
             if Instant::now() >= deadline {
                 bail!(
                     "{} was not ready after {:?} ({last}); its log {}:\n{}",
@@ -136,16 +118,13 @@ impl ServerProcess {
         let kill = std::process::Command::new("kill")
             .arg("-TERM")
             .arg(self.pid.to_string())
+            .stderr(Stdio::null())
             .status()
             .context("running kill -TERM")?;
         if !kill.success() {
             // Already gone: report how it ended.
             let status = self.child.wait().await?;
-            return Ok(Shutdown {
-                ms: 0,
-                status: format!("had already exited: {status}"),
-                clean: false,
-            });
+            return Ok(Shutdown { ms: 0, status: format!("had already exited: {status}"), clean: false });
         }
         match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
             Ok(status) => {
@@ -177,10 +156,7 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
             if tail.is_empty() {
                 "  (empty)".to_owned()
             } else {
-                tail.iter()
-                    .map(|line| format!("  | {line}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                tail.iter().map(|line| format!("  | {line}")).collect::<Vec<_>>().join("\n")
             }
         }
         Err(error) => format!("  (cannot read: {error})"),

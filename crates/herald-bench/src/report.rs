@@ -11,12 +11,16 @@ use crate::{
     herald::Backend,
     load::{ClientKind, Latency, LoadSummary},
     phases::{IngestResult, WebhookResult},
-    rss::Memory,
+    procfs::{Memory, Usage},
 };
 
 /// Everything one run measured.
 #[derive(Serialize)]
 pub struct Results {
+    /// UTC, `2026-01-31T12:00:00Z`.
+    pub measured_at: String,
+    /// `git describe` of the workspace, `-dirty` with uncommitted changes.
+    pub commit: String,
     pub machine: Machine,
     pub config: RunConfig,
     pub baseline: BaselineResult,
@@ -30,6 +34,8 @@ pub struct Machine {
     pub cpu_model: String,
     pub mem_total_mib: u64,
     pub kernel: String,
+    /// CPU busy (percent of one core) in the second before the run: other work skews the figures.
+    pub background_cpu_pct: f64,
 }
 
 /// The load parameters.
@@ -65,26 +71,18 @@ pub enum Phase<T> {
 
 impl<T> Phase<T> {
     pub fn failed(error: anyhow::Error) -> Self {
-        Self::Failed {
-            error: format!("{error:#}"),
-        }
+        Self::Failed { error: format!("{error:#}") }
     }
 }
 
 impl BackendReport {
     pub fn skipped(backend: Backend, reason: String) -> Self {
-        Self {
-            backend,
-            skipped: Some(reason),
-            ingest: None,
-            webhooks: Vec::new(),
-            deviations: Vec::new(),
-        }
+        Self { backend, skipped: Some(reason), ingest: None, webhooks: Vec::new(), deviations: Vec::new() }
     }
 }
 
 impl Machine {
-    pub fn detect() -> Self {
+    pub fn detect(background_cpu_pct: f64) -> Self {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         Self {
@@ -101,6 +99,7 @@ impl Machine {
                 .map_or(0, |kib| kib / 1024),
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map_or_else(|_| "unknown".to_owned(), |release| release.trim().to_owned()),
+            background_cpu_pct,
         }
     }
 }
@@ -145,9 +144,12 @@ pub fn markdown(results: &Results) -> String {
     let machine = &results.machine;
     let config = &results.config;
     let setup = format!(
-        "Machine: {} × {} (nproc {}, {} GiB RAM, Linux {}). Load: {} concurrent clients \
+        "Measured {} at commit {}. Machine: {} × {} (nproc {}, {} GiB RAM, Linux {}). Load: {} concurrent clients \
          (keep-alive HTTP/1.1, {} client) on the same machine, {} s warm-up + {} s measured. \
-         Webhook runs post {} events to 1 sink and {} events to {} sinks.",
+         Webhook runs post {} events to 1 sink and {} events to {} sinks. \
+         Before the run, other work kept the machine {:.0} % busy (of one core).",
+        results.measured_at,
+        results.commit,
         machine.nproc,
         machine.cpu_model,
         machine.nproc,
@@ -163,25 +165,18 @@ pub fn markdown(results: &Results) -> String {
         thousands(config.e2e_events),
         thousands(config.fanout_events),
         config.fanout_sinks,
+        machine.background_cpu_pct,
     );
     let baseline = &results.baseline;
-    let baseline_row = load_row(
-        "Baseline: axum + serde_json, no storage",
-        &baseline.load,
-        "req/s",
-        String::new(),
-    );
+    let baseline_row = load_row("Baseline: axum + serde_json, no storage", &baseline.load, "req/s", String::new());
     if results.backends.is_empty() {
         let _ = writeln!(out, "## Baseline\n\n{setup}\n");
         out.push_str(TABLE_HEAD);
         out.push_str(&baseline_row);
-        let _ = writeln!(
-            out,
-            "\nBaseline server memory: idle {}, under load {} (VmRSS), {} (VmHWM).",
-            mib(baseline.idle_memory.rss_kib),
-            mib(baseline.loaded_memory.rss_kib),
-            mib(baseline.loaded_memory.hwm_kib)
-        );
+        out.push('\n');
+        out.push_str(RESOURCES_HEAD);
+        out.push_str(&baseline_resources(baseline));
+        out.push_str(RESOURCES_FOOT);
     }
     for backend in &results.backends {
         let _ = writeln!(out, "## Herald on {}\n", backend.backend.label());
@@ -194,18 +189,13 @@ pub fn markdown(results: &Results) -> String {
         out.push_str(&warnings(backend));
         out.push_str(TABLE_HEAD);
         out.push_str(&baseline_row);
-        let mut memory_rows = Vec::new();
+        let mut resources = String::new();
         match &backend.ingest {
             Some(Phase::Done(r)) => {
                 let note = format!("{:.1} % of baseline", r.ratio_to_baseline * 100.0);
-                out.push_str(&load_row(
-                    "Durable ingest, `POST /v1/events`",
-                    &r.load,
-                    "events/s",
-                    note,
-                ));
-                memory_rows.push(("Idle (2 s after ready)".to_owned(), r.idle_memory));
-                memory_rows.push(("Under ingest load".to_owned(), r.loaded_memory));
+                out.push_str(&load_row("Durable ingest, `POST /v1/events`", &r.load, "events/s", note));
+                resources.push_str(&idle_row(r.idle_memory));
+                resources.push_str(&usage_row("Herald, durable ingest", &r.loaded));
             }
             Some(Phase::Failed { error }) => {
                 out.push_str(&failed_row("Durable ingest, `POST /v1/events`"));
@@ -213,16 +203,19 @@ pub fn markdown(results: &Results) -> String {
             }
             None => {}
         }
-        for phase in &backend.webhooks {
+        for (i, phase) in backend.webhooks.iter().enumerate() {
+            // The phases run in this order: one sink, then the fan-out.
+            let sinks = if i == 0 { 1 } else { config.fanout_sinks };
+            let label = format!("Webhook end to end, {sinks} sink{}", plural(sinks));
             match phase {
                 Phase::Done(r) => {
-                    let label = format!("Webhook end to end, {} sink{}", r.sinks, plural(r.sinks));
                     out.push_str(&webhook_row(&label, r));
-                    memory_rows.push((label, r.loaded_memory));
+                    let label = format!("Herald, webhook to {sinks} sink{}", plural(sinks));
+                    resources.push_str(&usage_row(&label, &r.loaded));
                 }
                 Phase::Failed { error } => {
-                    out.push_str(&failed_row("Webhook end to end"));
-                    notes.push(format!("Webhook end to end failed: {error}"));
+                    out.push_str(&failed_row(&label));
+                    notes.push(format!("{label} failed: {error}"));
                 }
             }
         }
@@ -231,29 +224,17 @@ pub fn markdown(results: &Results) -> String {
             "\nWebhook rows: deliveries/s = expected deliveries ÷ time from the first post \
              to the last delivery; p50/p99 are the latencies of those posts.\n"
         );
-        out.push_str("| Herald memory | VmRSS | VmHWM |\n|---|--:|--:|\n");
-        for (label, memory) in &memory_rows {
-            let _ = writeln!(
-                out,
-                "| {label} | {} | {} |",
-                mib(memory.rss_kib),
-                mib(memory.hwm_kib)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "| Baseline server, for comparison: idle / under load | {} / {} | {} |",
-            mib(baseline.idle_memory.rss_kib),
-            mib(baseline.loaded_memory.rss_kib),
-            mib(baseline.loaded_memory.hwm_kib)
-        );
-        let _ = writeln!(
-            out,
-            "\nUnder load = the largest VmRSS sampled every 200 ms during the phase; \
-             VmHWM is the kernel's peak.\n"
-        );
-        for note in notes {
+        out.push_str(RESOURCES_HEAD);
+        out.push_str(&resources);
+        out.push_str(&baseline_resources(baseline));
+        out.push_str(RESOURCES_FOOT);
+        notes.extend(process_notes(backend));
+        notes.extend(noise_notes(backend, baseline));
+        for note in &notes {
             let _ = writeln!(out, "- {note}");
+        }
+        if !notes.is_empty() {
+            out.push('\n');
         }
         if !backend.deviations.is_empty() {
             let _ = writeln!(out, "Herald answered differently from the API contract:\n");
@@ -264,6 +245,96 @@ pub fn markdown(results: &Results) -> String {
         }
     }
     out
+}
+
+const RESOURCES_HEAD: &str = "| Server process | VmRSS | VmHWM | Server CPU | Bench CPU | Rest of machine | Steal |\n\
+                              |---|--:|--:|--:|--:|--:|--:|\n";
+
+const RESOURCES_FOOT: &str = "\nVmRSS under load is the largest of samples taken every 200 ms \
+     during the phase; VmHWM is the kernel's peak. CPU is the phase's average in percent of one \
+     core (the machine has nproc × 100 %); the bench runs the load generator and the sinks; the \
+     rest of the machine includes PostgreSQL when it is the backend; steal is time the \
+     hypervisor ran someone else on our virtual CPUs (non-zero means the figures are low).\n\n";
+
+fn idle_row(memory: Memory) -> String {
+    format!("| Herald, idle (2 s after ready) | {} | {} | | | | |\n", mib(memory.rss_kib), mib(memory.hwm_kib))
+}
+
+fn usage_row(label: &str, usage: &Usage) -> String {
+    format!(
+        "| {label} | {} | {} | {:.0} % | {:.0} % | {:.0} % | {:.0} % |\n",
+        mib(usage.memory.rss_kib),
+        mib(usage.memory.hwm_kib),
+        usage.cpu.server_pct,
+        usage.cpu.bench_pct,
+        usage.cpu.other_pct,
+        usage.cpu.steal_pct
+    )
+}
+
+fn baseline_resources(baseline: &BaselineResult) -> String {
+    format!(
+        "| Baseline server, idle | {} | {} | | | | |\n{}",
+        mib(baseline.idle_memory.rss_kib),
+        mib(baseline.idle_memory.hwm_kib),
+        usage_row("Baseline server, under load", &baseline.loaded)
+    )
+}
+
+/// Phases during which something else was busy on the machine. With
+/// PostgreSQL, "else" includes the database itself, so only SQLite runs and
+/// the baseline are judged.
+fn noise_notes(backend: &BackendReport, baseline: &BaselineResult) -> Vec<String> {
+    let mut phases = vec![("the baseline".to_owned(), baseline.loaded.cpu)];
+    if backend.backend == Backend::Sqlite {
+        if let Some(Phase::Done(r)) = &backend.ingest {
+            phases.push(("durable ingest".to_owned(), r.loaded.cpu));
+        }
+        for r in backend.webhooks.iter().filter_map(|phase| match phase {
+            Phase::Done(r) => Some(r),
+            Phase::Failed { .. } => None,
+        }) {
+            phases.push((format!("webhook to {} sink{}", r.sinks, plural(r.sinks)), r.loaded.cpu));
+        }
+    }
+    phases
+        .into_iter()
+        .filter(|(_, cpu)| cpu.other_pct + cpu.steal_pct > NOISE_PCT)
+        .map(|(phase, cpu)| {
+            format!(
+                "**⚠ During {phase}, other work took {:.0} % of a core (steal {:.0} %): its figures are low.**",
+                cpu.other_pct, cpu.steal_pct
+            )
+        })
+        .collect()
+}
+
+/// Above this much foreign CPU use (percent of one core) a phase is flagged.
+const NOISE_PCT: f64 = 20.0;
+
+/// Unclean shutdowns and log output: worth a look, not a failure.
+fn process_notes(backend: &BackendReport) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut check = |phase: &str, shutdown: &crate::process::Shutdown, log_lines: usize| {
+        if !shutdown.clean {
+            notes.push(format!("{phase}: after SIGTERM herald {} ({} ms)", shutdown.status, shutdown.ms));
+        }
+        if log_lines > 0 {
+            notes.push(format!(
+                "{phase}: herald logged {log_lines} line{} at HERALD_LOG=warn (target/herald-bench/logs/)",
+                plural(log_lines)
+            ));
+        }
+    };
+    if let Some(Phase::Done(r)) = &backend.ingest {
+        check("Durable ingest", &r.shutdown, r.log_lines);
+    }
+    for phase in &backend.webhooks {
+        if let Phase::Done(r) = phase {
+            check(&format!("Webhook, {} sink{}", r.sinks, plural(r.sinks)), &r.shutdown, r.log_lines);
+        }
+    }
+    notes
 }
 
 const TABLE_HEAD: &str = "| Measurement | Throughput | p50 | p99 | Errors | Notes |\n\
@@ -291,11 +362,7 @@ fn webhook_row(label: &str, r: &WebhookResult) -> String {
         plural(r.received.duplicates as usize),
     );
     if r.received.deliveries > r.expected_deliveries {
-        let _ = write!(
-            note,
-            "; {} more deliveries than expected",
-            r.received.deliveries - r.expected_deliveries
-        );
+        let _ = write!(note, "; {} more deliveries than expected", r.received.deliveries - r.expected_deliveries);
     }
     let issues = [
         (r.received.missing_webhook_id, "without webhook-id"),
@@ -328,10 +395,7 @@ fn warnings(backend: &BackendReport) -> String {
     }
     for phase in &backend.webhooks {
         if let Phase::Done(r) = phase {
-            out.push_str(&load_warning(
-                &format!("posting events for {} sink{}", r.sinks, plural(r.sinks)),
-                &r.post,
-            ));
+            out.push_str(&load_warning(&format!("posting events for {} sink{}", r.sinks, plural(r.sinks)), &r.post));
         }
     }
     out
@@ -342,11 +406,7 @@ fn load_warning(what: &str, load: &LoadSummary) -> String {
     if failed == 0 {
         return String::new();
     }
-    let kinds: Vec<String> = load
-        .error_kinds
-        .iter()
-        .map(|(kind, count)| format!("{kind} × {count}"))
-        .collect();
+    let kinds: Vec<String> = load.error_kinds.iter().map(|(kind, count)| format!("{kind} × {count}")).collect();
     format!(
         "> **⚠ {what}: {failed} request{} failed** ({} during warm-up): {}\n\n",
         plural(failed as usize),
@@ -372,7 +432,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -382,11 +442,7 @@ pub fn thousands(n: u64) -> String {
 
 fn ms(us: u32) -> String {
     let ms = f64::from(us) / 1000.0;
-    if ms < 10.0 {
-        format!("{ms:.2} ms")
-    } else {
-        format!("{ms:.1} ms")
-    }
+    if ms < 10.0 { format!("{ms:.2} ms") } else { format!("{ms:.1} ms") }
 }
 
 fn mib(kib: u64) -> String {

@@ -63,24 +63,16 @@ pub struct Received {
 impl Sink {
     /// Starts a sink on a free port of 127.0.0.1; it accepts `POST /hook`.
     pub async fn start() -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding a sink on 127.0.0.1:0")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a sink on 127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let state = Arc::new(SinkState::default());
-        let app = Router::new()
-            .route("/hook", post(receive))
-            .with_state(state.clone());
+        let app = Router::new().route("/hook", post(receive)).with_state(state.clone());
         let server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 eprintln!("sink {addr} stopped: {error}");
             }
         });
-        Ok(Self {
-            addr,
-            state,
-            server,
-        })
+        Ok(Self { addr, state, server })
     }
 
     pub fn url(&self) -> String {
@@ -111,11 +103,7 @@ impl Drop for Sink {
     }
 }
 
-async fn receive(
-    State(state): State<Arc<SinkState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
+async fn receive(State(state): State<Arc<SinkState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let has = |name: &str| headers.get(name).is_some_and(|v| !v.is_empty());
     if !(has("webhook-timestamp") && has("webhook-signature")) {
         state.missing_signature.fetch_add(1, Ordering::Relaxed);
@@ -123,10 +111,7 @@ async fn receive(
     if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
         state.not_json.fetch_add(1, Ordering::Relaxed);
     }
-    let id = headers
-        .get("webhook-id")
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| !id.is_empty());
+    let id = headers.get("webhook-id").and_then(|value| value.to_str().ok()).filter(|id| !id.is_empty());
     {
         let mut seen = state.ids.lock().expect("sink state lock");
         match id {

@@ -146,3 +146,38 @@ async fn killed_node_loses_nothing_the_other_finishes() {
         tally.duplicates(),
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_changed_on_one_node_routes_on_the_other() {
+    if !postgres_available() {
+        eprintln!("skipped: HERALD_TEST_DATABASE_URL is not set");
+        return;
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
+    let key = shared_master_key();
+    let extra = [("HERALD_MASTER_KEY", key.as_str())];
+    let a = App::spawn_with(Backend::Postgres, &db, &dir_a, &extra).await;
+    let b = App::spawn_with(Backend::Postgres, &db, &dir_b, &extra).await;
+    let sink = Sink::start().await;
+    let (int, _) = a.webhook(&sink.url()).await;
+    // Node B routes (and caches) the tenant's config while it has no rule.
+    let before = b.event("cache.warm", json!({})).await;
+    assert!(b.routed(&before).await.is_empty());
+    // A rule made on node A applies to the very next event on node B…
+    let rule = a.rule(&["cache.*"], None, &[&int]).await;
+    let after = b.event("cache.hot", json!({})).await;
+    assert_eq!(b.routed(&after).await.len(), 1, "node B must see the rule committed on node A");
+    // …and so does disabling it.
+    let (s, _) = a
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/v1/rules/{rule}"),
+            crate::helpers::ADMIN,
+            Some(&json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let off = b.event("cache.cold", json!({})).await;
+    assert!(b.routed(&off).await.is_empty(), "node B must see the rule disabled on node A");
+}

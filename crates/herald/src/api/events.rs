@@ -36,18 +36,18 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// An event as a client sends it.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EventIn {
     #[serde(rename = "type")]
     event_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     data: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     severity: Option<Severity>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     deliver_at: Option<String>,
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     idempotency_key: Option<String>,
 }
 
@@ -87,11 +87,11 @@ impl From<EventRow> for EventOut {
 }
 
 /// Validates one event; `prefix` locates it in a batch (`events[3].`).
-fn build_event(tenant: &str, input: EventIn, header_key: Option<&str>, prefix: &str) -> ApiResult<NewEvent> {
+fn build_event(tenant: &str, mut input: EventIn, header_key: Option<&str>, prefix: &str) -> ApiResult<NewEvent> {
     let field = |f: &str| format!("{prefix}{f}");
     let event_type =
         EventType::parse(&input.event_type).map_err(|e| ApiError::invalid(field("type"), e.to_string()))?;
-    let data = input.data.clone().unwrap_or_else(|| json!({}));
+    let data = input.data.take().unwrap_or_else(|| json!({}));
     if !data.is_object() {
         return Err(ApiError::invalid(field("data"), "must be a JSON object"));
     }
@@ -119,21 +119,38 @@ fn build_event(tenant: &str, input: EventIn, header_key: Option<&str>, prefix: &
     {
         return Err(ApiError::invalid(field("idempotency_key"), "must be 1 to 255 printable ASCII characters"));
     }
-    // The hash covers everything but the key, in canonical form (object keys
-    // sorted), so a replay with reordered fields is still the same request.
-    let canonical = serde_json::to_vec(&input).expect("an event serialises");
-    let request_hash = Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect();
+    let severity = input.severity.unwrap_or_default();
+    // `data` serialises with its object keys sorted, so a replay with
+    // reordered fields is the same request. The hash covers what is stored,
+    // not the key.
+    let data = data.to_string();
+    let mut hash = Sha256::new();
+    for part in [event_type.as_str(), severity.as_str(), input.deliver_at.as_deref().unwrap_or_default(), &data] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    let request_hash = hex(&hash.finalize());
     Ok(NewEvent {
         id: EventId::new().into_string(),
         tenant_id: tenant.to_owned(),
         event_type: event_type.as_str().to_owned(),
-        severity: input.severity.unwrap_or_default().as_str().to_owned(),
-        data: data.to_string(),
+        severity: severity.as_str().to_owned(),
+        data,
         idempotency_key: key.map(str::to_owned),
         request_hash,
         deliver_at,
         created_at: now_ms(),
     })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 fn ingest_error(e: IngestError) -> ApiError {

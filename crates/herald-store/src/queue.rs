@@ -9,7 +9,10 @@
 
 use sqlx::{AssertSqlSafe, FromRow};
 
-use crate::{Backend, Db, Result, on_db, on_tx, on_write};
+use crate::{
+    Backend, Db, Result, Tx, on_db, on_tx, on_write,
+    sql::{chunk_sizes, placeholders},
+};
 
 /// A claimed delivery with what sending it needs.
 #[derive(Debug, Clone, FromRow)]
@@ -100,26 +103,18 @@ impl Db {
             return Ok(0);
         }
         let mut tx = self.begin().await?;
+        let attempts: Vec<&Completion> = done.iter().filter(|c| c.outcome != "none").collect();
+        let mut start = 0;
+        for size in chunk_sizes(attempts.len()) {
+            insert_attempts(&mut tx, &attempts[start..start + size]).await?;
+            start += size;
+        }
         let mut applied = 0;
-        let insert = "INSERT INTO attempts (delivery_id, tenant_id, attempt, at, duration_ms, outcome, status_code, error, response) \
-                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-        let update = "UPDATE deliveries SET status = $3, due_at = $4, lease_token = NULL, last_error = $5, updated_at = $6, \
-                      sent_at = COALESCE($7, sent_at), skip_reason = $8 WHERE id = $1 AND lease_token = $2";
-        on_tx!(&mut tx, conn => {
-            for c in done {
-                if c.outcome != "none" {
-                    sqlx::query(insert)
-                        .bind(&c.delivery_id).bind(&c.tenant_id).bind(c.attempt).bind(c.at).bind(c.duration_ms)
-                        .bind(&c.outcome).bind(c.status_code).bind(&c.error).bind(&c.response)
-                        .execute(&mut *conn).await?;
-                }
-                let skip_reason = matches!(c.new_status.as_str(), "cancelled" | "skipped").then(|| c.error.clone()).flatten();
-                applied += sqlx::query(update)
-                    .bind(&c.delivery_id).bind(&c.lease_token).bind(&c.new_status).bind(c.due_at).bind(&c.error)
-                    .bind(c.at).bind(c.sent_at).bind(skip_reason)
-                    .execute(&mut *conn).await?.rows_affected() as usize;
-            }
-        });
+        let mut start = 0;
+        for size in chunk_sizes(done.len()) {
+            applied += update_deliveries(&mut tx, &done[start..start + size]).await?;
+            start += size;
+        }
         tx.commit().await?;
         Ok(applied)
     }
@@ -164,4 +159,56 @@ impl Db {
         let sql = "SELECT status, COUNT(*) FROM deliveries WHERE tenant_id = $1 AND updated_at >= $2 GROUP BY status";
         Ok(on_db!(self, pool => sqlx::query_as(sql).bind(tenant).bind(since).fetch_all(pool).await?))
     }
+}
+
+async fn insert_attempts(tx: &mut Tx, chunk: &[&Completion]) -> Result<()> {
+    const COLS: usize = 9;
+    let rows: Vec<String> =
+        (0..chunk.len()).map(|r| format!("({})", placeholders(tx.backend(), r * COLS + 1, COLS))).collect();
+    let sql = format!(
+        "INSERT INTO attempts (delivery_id, tenant_id, attempt, at, duration_ms, outcome, status_code, error, response) VALUES {}",
+        rows.join(", ")
+    );
+    on_tx!(tx, conn => {
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for c in chunk {
+            q = q.bind(&c.delivery_id).bind(&c.tenant_id).bind(c.attempt).bind(c.at).bind(c.duration_ms)
+                .bind(&c.outcome).bind(c.status_code).bind(&c.error).bind(&c.response);
+        }
+        q.execute(conn).await?;
+    });
+    Ok(())
+}
+
+/// Moves a chunk of deliveries on in one statement (`UPDATE … FROM
+/// (VALUES …)`, which both engines read with columns `column1…`), only
+/// where the lease token still matches. Returns the rows changed.
+async fn update_deliveries(tx: &mut Tx, chunk: &[Completion]) -> Result<usize> {
+    const COLS: usize = 8;
+    let backend = tx.backend();
+    let rows: Vec<String> = (0..chunk.len())
+        .map(|r| {
+            let p: Vec<String> = placeholders(backend, r * COLS + 1, COLS).split(", ").map(str::to_owned).collect();
+            // Typed casts: PostgreSQL cannot infer parameter types inside VALUES.
+            format!(
+                "({}, {}, {}, CAST({} AS BIGINT), {}, CAST({} AS BIGINT), CAST({} AS BIGINT), {})",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+            )
+        })
+        .collect();
+    let sql = format!(
+        "UPDATE deliveries SET status = v.column3, due_at = v.column4, lease_token = NULL, last_error = v.column5, \
+         updated_at = v.column6, sent_at = COALESCE(v.column7, deliveries.sent_at), skip_reason = v.column8 \
+         FROM (VALUES {}) AS v WHERE deliveries.id = v.column1 AND deliveries.lease_token = v.column2",
+        rows.join(", ")
+    );
+    Ok(on_tx!(tx, conn => {
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for c in chunk {
+            let skip_reason = matches!(c.new_status.as_str(), "cancelled" | "skipped").then(|| c.error.clone()).flatten();
+            q = q.bind(&c.delivery_id).bind(&c.lease_token).bind(&c.new_status).bind(c.due_at).bind(&c.error)
+                .bind(c.at).bind(c.sent_at).bind(skip_reason);
+        }
+        q.execute(conn).await?.rows_affected() as usize
+    }))
 }

@@ -99,12 +99,6 @@ impl Db {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events {}", w.finish("id DESC", f.limit));
         Ok(on_db!(self, pool => bind_all!(sqlx::query_as(AssertSqlSafe(sql)), &w.binds).fetch_all(pool).await?))
     }
-
-    /// How many events a tenant has (for tests and stats).
-    pub async fn count_events(&self, tenant: &str) -> Result<i64> {
-        let sql = "SELECT COUNT(*) FROM events WHERE tenant_id = $1";
-        Ok(on_db!(self, pool => sqlx::query_scalar(sql).bind(tenant).fetch_one(pool).await?))
-    }
 }
 
 async fn insert_plain(tx: &mut Tx, chunk: &[&NewEvent]) -> Result<()> {

@@ -23,6 +23,8 @@ use crate::state::{AppState, now_ms};
 const CLAIM_BATCH: usize = 256;
 /// Results recorded per transaction.
 const COMPLETE_BATCH: usize = 1024;
+/// Tries to record a batch of results before leaving them to lease expiry.
+const RECORD_TRIES: u32 = 8;
 /// The longest a worker sleeps without looking at the queue (PostgreSQL
 /// nodes also wake each other with NOTIFY; this bounds any missed wake-up).
 const MAX_IDLE: Duration = Duration::from_secs(1);
@@ -119,25 +121,29 @@ async fn complete_loop(state: AppState, mut rx: mpsc::UnboundedReceiver<Completi
             }
         }
         let mut wait = Duration::from_millis(100);
-        loop {
+        for attempt in 1.. {
             match state.db.complete(&batch).await {
                 Ok(applied) => {
                     if applied < batch.len() {
                         tracing::warn!(
-                            lost = batch.len() - applied,
-                            "some results arrived after their lease ran out; the deliveries were left as others had set them"
+                            late = batch.len() - applied,
+                            "some results arrived after their lease ran out; those deliveries were left as others had set them"
                         );
-                    }
-                    if batch.iter().any(|c| c.new_status == "pending") {
-                        state.wake.deliveries.notify_one();
                     }
                     break;
                 }
-                Err(e) => {
+                Err(e) if attempt < RECORD_TRIES => {
                     // Keep the results: the leases stay ours until they run out.
                     tracing::error!(error = ?e, count = batch.len(), "recording attempts failed; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    // Nothing is lost: unrecorded deliveries are still leased,
+                    // become due when the lease runs out, and are sent again
+                    // under the same webhook-id.
+                    tracing::error!(error = ?e, count = batch.len(), "giving up recording these attempts; their deliveries will be retried");
+                    break;
                 }
             }
         }

@@ -1,9 +1,39 @@
 //! Prefixed string ids (`evt_…`, `dlv_…`): a UUIDv7 in lower-case hex behind a
 //! type prefix, so ids sort by creation time and say what they name.
 
-use std::fmt;
+use std::{
+    fmt,
+    sync::Mutex,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
+
+/// A UUIDv7 that sorts after every one made before it in this process: the
+/// millisecond timestamp, then a counter that starts at a random value each
+/// millisecond, then random bits. Random bits come from the thread's RNG;
+/// `Uuid::now_v7` asks the kernel for them on every call, which showed up as
+/// 2 % of ingest CPU.
+fn next_v7() -> uuid::Uuid {
+    static LAST: Mutex<(u64, u64)> = Mutex::new((0, 0));
+    let mut rng = rand::rng();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
+    let (ms, counter) = {
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if now > last.0 {
+            // Start low in the 48-bit counter space so it never overflows.
+            *last = (now, u64::from(rng.next_u32()));
+        } else {
+            last.1 += 1;
+        }
+        *last
+    };
+    let mut bytes = [0u8; 10];
+    bytes[..6].copy_from_slice(&counter.to_be_bytes()[2..]);
+    rng.fill_bytes(&mut bytes[6..]);
+    uuid::Builder::from_unix_timestamp_millis(ms, &bytes).into_uuid()
+}
 
 /// An id string that does not have the expected prefix and shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,7 +57,7 @@ macro_rules! define_id {
 
             /// A fresh, time-ordered id.
             pub fn new() -> Self {
-                Self(format!("{}_{}", $prefix, uuid::Uuid::now_v7().simple()))
+                Self(format!("{}_{}", $prefix, next_v7().simple()))
             }
 
             /// Parses an id received from outside, checking prefix and shape.
@@ -107,6 +137,14 @@ mod tests {
         let b = EventId::new();
         assert!(a < b, "{a} should sort before {b}");
         assert_eq!(EventId::parse(a.as_str()).unwrap(), a);
+    }
+
+    #[test]
+    fn ids_made_in_a_burst_stay_ordered() {
+        let ids: Vec<EventId> = (0..10_000).map(|_| EventId::new()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        let u = uuid::Uuid::parse_str(&ids[0].as_str()[4..]).unwrap();
+        assert_eq!(u.get_version_num(), 7);
     }
 
     #[test]

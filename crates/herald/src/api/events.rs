@@ -41,8 +41,10 @@ pub fn routes() -> Router<AppState> {
 struct EventIn {
     #[serde(rename = "type")]
     event_type: String,
+    /// Kept as the client's text: an event without an idempotency key is
+    /// stored without building a JSON tree of its data.
     #[serde(default)]
-    data: Option<serde_json::Value>,
+    data: Option<Box<serde_json::value::RawValue>>,
     #[serde(default)]
     severity: Option<Severity>,
     #[serde(default)]
@@ -91,8 +93,9 @@ fn build_event(tenant: &str, mut input: EventIn, header_key: Option<&str>, prefi
     let field = |f: &str| format!("{prefix}{f}");
     let event_type =
         EventType::parse(&input.event_type).map_err(|e| ApiError::invalid(field("type"), e.to_string()))?;
-    let data = input.data.take().unwrap_or_else(|| json!({}));
-    if !data.is_object() {
+    let raw = input.data.take();
+    let raw = raw.as_ref().map_or("{}", |r| r.get());
+    if !raw.starts_with('{') {
         return Err(ApiError::invalid(field("data"), "must be a JSON object"));
     }
     let deliver_at = input
@@ -120,16 +123,24 @@ fn build_event(tenant: &str, mut input: EventIn, header_key: Option<&str>, prefi
         return Err(ApiError::invalid(field("idempotency_key"), "must be 1 to 255 printable ASCII characters"));
     }
     let severity = input.severity.unwrap_or_default();
-    // `data` serialises with its object keys sorted, so a replay with
-    // reordered fields is the same request. The hash covers what is stored,
-    // not the key.
-    let data = data.to_string();
-    let mut hash = Sha256::new();
-    for part in [event_type.as_str(), severity.as_str(), input.deliver_at.as_deref().unwrap_or_default(), &data] {
-        hash.update(part.as_bytes());
-        hash.update([0]);
-    }
-    let request_hash = hex(&hash.finalize());
+    // With a key, the data is stored in canonical form (object keys sorted)
+    // and hashed with the rest of what is stored, so a replay with reordered
+    // fields is the same request and a changed one is not.
+    let (data, request_hash) = match key {
+        None => (raw.to_owned(), String::new()),
+        Some(_) => {
+            let data = serde_json::from_str::<serde_json::Value>(raw)
+                .map_err(|e| ApiError::invalid(field("data"), e.to_string()))?
+                .to_string();
+            let mut hash = Sha256::new();
+            for part in [event_type.as_str(), severity.as_str(), input.deliver_at.as_deref().unwrap_or_default(), &data]
+            {
+                hash.update(part.as_bytes());
+                hash.update([0]);
+            }
+            (data, hex(&hash.finalize()))
+        }
+    };
     Ok(NewEvent {
         id: EventId::new().into_string(),
         tenant_id: tenant.to_owned(),

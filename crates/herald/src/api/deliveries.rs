@@ -160,7 +160,7 @@ async fn retry(
             Err(ApiError::Conflict(format!("delivery `{id}` is not failed; only failed deliveries can be retried")))
         }
         Some(true) => {
-            state.wake.deliveries_committed().await;
+            state.wake.deliveries_committed();
             let row = state
                 .db
                 .get_delivery(&caller.tenant, &id)

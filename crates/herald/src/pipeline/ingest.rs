@@ -89,7 +89,7 @@ async fn write(db: &Db, wake: &Wake, router: &Router, jobs: Vec<Job>) {
             let created = results.iter().filter(|r| matches!(r, Inserted::Created(_))).count();
             metrics::counter!("herald_events_received_total").increment(created as u64);
             if pending {
-                wake.deliveries_committed().await;
+                wake.deliveries_committed();
             }
             let mut results = results.into_iter();
             for job in jobs {

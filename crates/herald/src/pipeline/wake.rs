@@ -1,7 +1,13 @@
 //! Wake-ups: workers wake the moment deliveries are committed, instead of
 //! polling. In one process a `Notify`; across PostgreSQL nodes, `NOTIFY`.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use herald_store::Db;
 use tokio::sync::Notify;
@@ -15,21 +21,37 @@ pub struct Wake {
     /// New due deliveries were committed: workers have work.
     pub deliveries: Arc<Notify>,
     db: Db,
+    /// Whether a NOTIFY to other nodes is already on its way.
+    announcing: Arc<AtomicBool>,
 }
+
+/// Other nodes hear about new deliveries at most this often: PostgreSQL
+/// serialises committing NOTIFYs, so one per ingest batch would throttle
+/// ingest. This node's own workers are woken at once.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(20);
 
 impl Wake {
     pub fn new(db: Db) -> Self {
-        Self { deliveries: Arc::default(), db }
+        Self { deliveries: Arc::default(), db, announcing: Arc::default() }
     }
 
-    /// Wakes this node's workers and, on PostgreSQL, every other node's.
-    pub async fn deliveries_committed(&self) {
+    /// Wakes this node's workers now and, on PostgreSQL, every other node's
+    /// within [`ANNOUNCE_EVERY`].
+    pub fn deliveries_committed(&self) {
         self.deliveries.notify_one();
-        if let Db::Postgres(pool) = &self.db
-            && let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(pool).await
-        {
-            tracing::warn!(error = %e, "could not notify other nodes of new deliveries");
+        let Db::Postgres(pool) = &self.db else { return };
+        if self.announcing.swap(true, Ordering::AcqRel) {
+            return;
         }
+        let (pool, announcing) = (pool.clone(), self.announcing.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(ANNOUNCE_EVERY).await;
+            // Cleared before sending: a commit during the send schedules the next one.
+            announcing.store(false, Ordering::Release);
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&pool).await {
+                tracing::warn!(error = %e, "could not notify other nodes of new deliveries");
+            }
+        });
     }
 
     /// On PostgreSQL, listens for other nodes' announcements until shutdown.

@@ -34,6 +34,13 @@ pub struct Job {
     pub integration_updated_at: Option<i64>,
 }
 
+/// Reads claimed deliveries `d` with their events and integrations.
+const JOB_SELECT: &str = "SELECT d.id AS delivery_id, d.tenant_id, d.event_id, d.event_type, e.severity, e.data, \
+      e.created_at AS event_created_at, d.integration_id, d.channel, d.attempts, d.lease_token, \
+      i.config AS integration_config, i.enabled AS integration_enabled, i.updated_at AS integration_updated_at \
+    FROM d JOIN events e ON e.id = d.event_id \
+    LEFT JOIN integrations i ON i.id = d.integration_id AND i.tenant_id = d.tenant_id";
+
 /// The result of one attempt, to record.
 #[derive(Debug, Clone)]
 pub struct Completion {
@@ -68,31 +75,57 @@ impl Db {
     /// Claims up to `limit` due deliveries under `token` until `lease_until`,
     /// and returns them with their events and integrations.
     pub async fn claim_due(&self, token: &str, now: i64, lease_until: i64, limit: i64) -> Result<Vec<Job>> {
-        let claim = match self.backend() {
-            Backend::Postgres => {
-                "WITH due AS (SELECT id FROM deliveries WHERE status = 'pending' AND due_at <= $3 \
-                   ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                 UPDATE deliveries d SET lease_token = $1, due_at = $2, attempts = d.attempts + 1, updated_at = $3 \
-                 FROM due WHERE d.id = due.id"
+        match self {
+            // One statement: lock due rows (skipping those another node
+            // holds), lease them, and return them with their events.
+            Db::Postgres(pool) => {
+                let sql = format!(
+                    "WITH due AS (SELECT id FROM deliveries WHERE status = 'pending' AND due_at <= $3 \
+                       ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
+                     d AS (UPDATE deliveries SET lease_token = $1, due_at = $2, attempts = deliveries.attempts + 1, updated_at = $3 \
+                       FROM due WHERE deliveries.id = due.id \
+                       RETURNING deliveries.id, deliveries.tenant_id, deliveries.event_id, deliveries.event_type, \
+                         deliveries.integration_id, deliveries.channel, deliveries.attempts, deliveries.lease_token) \
+                     {JOB_SELECT}"
+                );
+                Ok(sqlx::query_as(AssertSqlSafe(sql))
+                    .bind(token)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?)
             }
-            // SQLite has one writer at a time: a single UPDATE is atomic.
-            Backend::Sqlite => {
-                "UPDATE deliveries SET lease_token = $1, due_at = $2, attempts = attempts + 1, updated_at = $3 \
-                 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND due_at <= $3 ORDER BY due_at LIMIT $4)"
+            // SQLite has one writer at a time, so one UPDATE claims
+            // atomically; RETURNING may not join, so the jobs are read after.
+            Db::Sqlite(pools) => {
+                let claim = "UPDATE deliveries SET lease_token = $1, due_at = $2, attempts = attempts + 1, updated_at = $3 \
+                             WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND due_at <= $3 ORDER BY due_at LIMIT $4) \
+                             RETURNING id";
+                let ids: Vec<String> = sqlx::query_scalar(claim)
+                    .bind(token)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&pools.write)
+                    .await?;
+                let mut jobs = Vec::with_capacity(ids.len());
+                let mut start = 0;
+                for size in chunk_sizes(ids.len()) {
+                    let sql = format!(
+                        "WITH d AS (SELECT * FROM deliveries WHERE id IN ({})) {JOB_SELECT}",
+                        placeholders(Backend::Sqlite, 1, size)
+                    );
+                    let mut q = sqlx::query_as(AssertSqlSafe(sql));
+                    for id in &ids[start..start + size] {
+                        q = q.bind(id);
+                    }
+                    jobs.extend(q.fetch_all(&pools.read).await?);
+                    start += size;
+                }
+                Ok(jobs)
             }
-        };
-        let n = on_write!(self, pool => sqlx::query(claim).bind(token).bind(lease_until).bind(now).bind(limit).execute(pool).await?.rows_affected());
-        if n == 0 {
-            return Ok(Vec::new());
         }
-        let load = "SELECT d.id AS delivery_id, d.tenant_id, d.event_id, d.event_type, e.severity, e.data, \
-                      e.created_at AS event_created_at, d.integration_id, d.channel, d.attempts, d.lease_token, \
-                      i.config AS integration_config, i.enabled AS integration_enabled, i.updated_at AS integration_updated_at \
-                    FROM deliveries d \
-                    JOIN events e ON e.id = d.event_id \
-                    LEFT JOIN integrations i ON i.id = d.integration_id AND i.tenant_id = d.tenant_id \
-                    WHERE d.lease_token = $1";
-        Ok(on_db!(self, pool => sqlx::query_as(load).bind(token).fetch_all(pool).await?))
     }
 
     /// Records attempts and moves their deliveries on, in one transaction.
@@ -136,7 +169,7 @@ impl Db {
     /// Makes every leased delivery due now. Only for SQLite at start-up,
     /// where this process is the only one that can hold leases.
     pub async fn release_all_leases(&self, now: i64) -> Result<u64> {
-        let sql = "UPDATE deliveries SET lease_token = NULL, due_at = $1 WHERE lease_token IS NOT NULL AND status = 'pending'";
+        let sql = "UPDATE deliveries SET lease_token = NULL, due_at = $1 WHERE status = 'pending' AND lease_token IS NOT NULL";
         Ok(on_write!(self, pool => sqlx::query(sql).bind(now).execute(pool).await?.rows_affected()))
     }
 

@@ -91,7 +91,6 @@ CREATE TABLE deliveries (
     sent_at        BIGINT
 );
 CREATE INDEX deliveries_due ON deliveries (due_at) WHERE status = 'pending';
-CREATE INDEX deliveries_lease ON deliveries (lease_token) WHERE lease_token IS NOT NULL;
 CREATE INDEX deliveries_tenant ON deliveries (tenant_id, id);
 CREATE INDEX deliveries_event ON deliveries (event_id);
 

@@ -168,3 +168,20 @@ backend_test!(connection_refused_is_retried, |backend: Backend| async move {
         assert!(a["status_code"].is_null());
     }
 });
+
+backend_test!(connections_to_an_endpoint_are_reused, |backend: Backend| async move {
+    let (db, dir) = (TestDb::new(backend).await, TempDir::new());
+    let app = App::spawn(backend, &db, &dir).await;
+    let sink = Sink::start().await;
+    let (int, _) = app.webhook(&sink.url()).await;
+    app.rule(&["*"], None, &[&int]).await;
+    // One at a time, so each send finds the previous connection idle.
+    for i in 0..5 {
+        let event = app.event("seq", json!({"i": i})).await;
+        let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+        app.wait_for_delivery(&id, "sent").await;
+    }
+    let peers: std::collections::HashSet<_> = sink.received().iter().map(|r| r.peer).collect();
+    assert_eq!(sink.count(), 5);
+    assert_eq!(peers.len(), 1, "five sends should share one keep-alive connection: {peers:?}");
+});

@@ -10,6 +10,7 @@ use std::{
 
 use axum::{
     body::Bytes,
+    extract::ConnectInfo,
     http::{HeaderMap, StatusCode},
     response::IntoResponse,
     routing::any,
@@ -19,6 +20,8 @@ use axum::{
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The sender's address: the same port means the same connection.
+    pub peer: SocketAddr,
 }
 
 impl Received {
@@ -74,24 +77,28 @@ impl Sink {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let script: Arc<Mutex<VecDeque<Reply>>> = Arc::default();
         let (r, s) = (received.clone(), script.clone());
-        let app = axum::Router::new().fallback(any(move |headers: HeaderMap, body: Bytes| {
-            let (r, s) = (r.clone(), s.clone());
-            async move {
-                r.lock().unwrap().push(Received { headers, body });
-                let reply = s.lock().unwrap().pop_front().unwrap_or_else(|| Reply::status(204));
-                if !reply.delay.is_zero() {
-                    tokio::time::sleep(reply.delay).await;
+        let app = axum::Router::new().fallback(any(
+            move |ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes| {
+                let (r, s) = (r.clone(), s.clone());
+                async move {
+                    r.lock().unwrap().push(Received { headers, body, peer });
+                    let reply = s.lock().unwrap().pop_front().unwrap_or_else(|| Reply::status(204));
+                    if !reply.delay.is_zero() {
+                        tokio::time::sleep(reply.delay).await;
+                    }
+                    let mut res = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+                    for (k, v) in reply.headers {
+                        res.headers_mut().insert(k, v.parse().unwrap());
+                    }
+                    res
                 }
-                let mut res = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
-                for (k, v) in reply.headers {
-                    res.headers_mut().insert(k, v.parse().unwrap());
-                }
-                res
-            }
-        }));
+            },
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap()
+        });
         Sink { addr, received, script }
     }
 

@@ -23,6 +23,31 @@ fn shared_master_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
 }
 
+/// Two nodes on one fresh PostgreSQL database, sharing the master key, with
+/// `extra` settings; `None` (after saying so) when PostgreSQL is not configured.
+/// Bind every field: the database and dirs are removed when dropped.
+struct Cluster {
+    a: App,
+    b: App,
+    _db: TestDb,
+    _dirs: (TempDir, TempDir),
+}
+
+async fn cluster(extra: &[(&str, &str)]) -> Option<Cluster> {
+    if !postgres_available() {
+        eprintln!("skipped: HERALD_TEST_DATABASE_URL is not set");
+        return None;
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    let dirs = (TempDir::new(), TempDir::new());
+    let key = shared_master_key();
+    let mut settings = vec![("HERALD_MASTER_KEY", key.as_str())];
+    settings.extend_from_slice(extra);
+    let a = App::spawn_with(Backend::Postgres, &db, &dirs.0, &settings).await;
+    let b = App::spawn_with(Backend::Postgres, &db, &dirs.1, &settings).await;
+    Some(Cluster { a, b, _db: db, _dirs: dirs })
+}
+
 /// Posts events `{"seq": n}` for `seqs`, alternating between the nodes, a
 /// few at a time.
 async fn post_spread(nodes: &[&App], seqs: std::ops::Range<u64>) {
@@ -44,17 +69,8 @@ async fn sent_by(node: &App) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_send_each_delivery_once() {
-    if !postgres_available() {
-        eprintln!("skipped: HERALD_TEST_DATABASE_URL is not set");
-        return;
-    }
     const N: u64 = 400;
-    let db = TestDb::new(Backend::Postgres).await;
-    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
-    let key = shared_master_key();
-    let extra = [("HERALD_MASTER_KEY", key.as_str())];
-    let a = App::spawn_with(Backend::Postgres, &db, &dir_a, &extra).await;
-    let b = App::spawn_with(Backend::Postgres, &db, &dir_b, &extra).await;
+    let Some(Cluster { a, b, _db, _dirs }) = cluster(&[]).await else { return };
     let sink = Sink::start().await;
     let (int, _) = a.webhook(&sink.url()).await;
     a.rule(&["*"], None, &[&int]).await;
@@ -91,19 +107,10 @@ async fn two_nodes_send_each_delivery_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_node_loses_nothing_the_other_finishes() {
-    if !postgres_available() {
-        eprintln!("skipped: HERALD_TEST_DATABASE_URL is not set");
-        return;
-    }
     const N: u64 = 240;
-    let db = TestDb::new(Backend::Postgres).await;
-    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
     // A small concurrency and a slow receiver keep both nodes busy for a
     // few seconds, so node A surely holds leases when it is killed.
-    let key = shared_master_key();
-    let extra = [("HERALD_MASTER_KEY", key.as_str()), ("HERALD_DELIVERY_CONCURRENCY", "8")];
-    let mut a = App::spawn_with(Backend::Postgres, &db, &dir_a, &extra).await;
-    let b = App::spawn_with(Backend::Postgres, &db, &dir_b, &extra).await;
+    let Some(Cluster { mut a, b, _db, _dirs }) = cluster(&[("HERALD_DELIVERY_CONCURRENCY", "8")]).await else { return };
     let sink = Sink::start().await;
     sink.script(std::iter::repeat_n(Reply::status(204).with_delay(Duration::from_millis(300)), 2 * N as usize));
     let (int, _) = a.webhook(&sink.url()).await;
@@ -149,16 +156,7 @@ async fn killed_node_loses_nothing_the_other_finishes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_changed_on_one_node_routes_on_the_other() {
-    if !postgres_available() {
-        eprintln!("skipped: HERALD_TEST_DATABASE_URL is not set");
-        return;
-    }
-    let db = TestDb::new(Backend::Postgres).await;
-    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
-    let key = shared_master_key();
-    let extra = [("HERALD_MASTER_KEY", key.as_str())];
-    let a = App::spawn_with(Backend::Postgres, &db, &dir_a, &extra).await;
-    let b = App::spawn_with(Backend::Postgres, &db, &dir_b, &extra).await;
+    let Some(Cluster { a, b, _db, _dirs }) = cluster(&[]).await else { return };
     let sink = Sink::start().await;
     let (int, _) = a.webhook(&sink.url()).await;
     // Node B routes (and caches) the tenant's config while it has no rule.

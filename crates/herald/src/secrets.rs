@@ -130,7 +130,7 @@ impl MasterKey {
         let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(b"herald api key v1\0");
         mac.update(key.as_bytes());
-        hex(&mac.finalize().into_bytes())
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// A sealed known value stored once; opening it at start proves the key
@@ -161,7 +161,7 @@ pub fn random_token(prefix: &str) -> String {
 
 /// SHA-256 of a token, hex: how the generated admin token is stored.
 pub fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// Constant-time equality of two strings.
@@ -169,12 +169,8 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn hex8(bytes: &[u8]) -> String {
-    hex(&bytes[..4])
+    hex::encode(&bytes[..4])
 }
 
 /// Where a secret field of an integration is bound: tenant, row and field.

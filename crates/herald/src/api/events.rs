@@ -138,7 +138,7 @@ fn build_event(tenant: &str, mut input: EventIn, header_key: Option<&str>, prefi
                 hash.update(part.as_bytes());
                 hash.update([0]);
             }
-            (data, hex(&hash.finalize()))
+            (data, hex::encode(hash.finalize()))
         }
     };
     Ok(NewEvent {
@@ -159,16 +159,6 @@ fn build_event(tenant: &str, mut input: EventIn, header_key: Option<&str>, prefi
 fn accepted(id: &str) -> Response {
     let body = format!(r#"{{"id":"{id}","status":"accepted"}}"#);
     (StatusCode::ACCEPTED, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    out
 }
 
 fn ingest_error(e: IngestError) -> ApiError {

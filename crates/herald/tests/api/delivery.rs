@@ -185,3 +185,32 @@ backend_test!(connections_to_an_endpoint_are_reused, |backend: Backend| async mo
     assert_eq!(sink.count(), 5);
     assert_eq!(peers.len(), 1, "five sends should share one keep-alive connection: {peers:?}");
 });
+
+backend_test!(redirects_fail_and_slow_endpoints_time_out, |backend: Backend| async move {
+    let (db, dir) = (TestDb::new(backend).await, TempDir::new());
+    let app = App::spawn(backend, &db, &dir).await;
+    let (moved, slow) = (Sink::start().await, Sink::start().await);
+    moved.script([Reply::status(302).with_header("location", &slow.url())]);
+    // The test attempt timeout is 2 s.
+    slow.script([Reply::status(200).with_delay(Duration::from_secs(3))]);
+    let (moved_int, _) = app.webhook(&moved.url()).await;
+    let (slow_int, _) = app.webhook(&slow.url()).await;
+    app.rule(&["moved"], None, &[&moved_int]).await;
+    app.rule(&["slow"], None, &[&slow_int]).await;
+
+    let event = app.event("moved", json!({})).await;
+    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    let failed = app.wait_for_delivery(&id, "failed").await;
+    assert_eq!(failed["attempts"].as_array().unwrap().len(), 1, "a 3xx is not retried: {failed}");
+    assert!(failed["attempts"][0]["error"].as_str().unwrap().contains("redirect"), "{failed}");
+    assert_eq!(slow.count(), 0, "the redirect is not followed");
+
+    let event = app.event("slow", json!({})).await;
+    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    let sent = app.wait_for_delivery(&id, "sent").await;
+    let attempts = sent["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["outcome"], json!("retry"), "{sent}");
+    assert!(attempts[0]["error"].as_str().unwrap().contains("timed out"), "{sent}");
+    assert!(attempts[0]["duration_ms"].as_i64().unwrap() < 2900, "the attempt stops at its timeout: {sent}");
+    assert_eq!(attempts.last().unwrap()["outcome"], json!("sent"));
+});

@@ -38,7 +38,6 @@ pub struct DeliveryRow {
     pub attempts: i64,
     pub due_at: i64,
     pub lease_token: Option<String>,
-    pub lease_until: Option<i64>,
     pub last_error: Option<String>,
     pub skip_reason: Option<String>,
     pub created_at: i64,
@@ -47,7 +46,7 @@ pub struct DeliveryRow {
 }
 
 const COLUMNS: &str = "id, tenant_id, event_id, event_type, integration_id, rule_id, channel, status, attempts, due_at, \
-                       lease_token, lease_until, last_error, skip_reason, created_at, updated_at, sent_at";
+                       lease_token, last_error, skip_reason, created_at, updated_at, sent_at";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct AttemptRow {
@@ -105,7 +104,7 @@ impl Db {
     /// Puts a `failed` delivery back in the queue, due now. `None` when there
     /// is no such delivery, `Some(false)` when it is not in a retryable state.
     pub async fn retry_delivery(&self, tenant: &str, id: &str, now: i64) -> Result<Option<bool>> {
-        let sql = "UPDATE deliveries SET status = 'pending', due_at = $3, lease_token = NULL, lease_until = NULL, updated_at = $3 \
+        let sql = "UPDATE deliveries SET status = 'pending', due_at = $3, lease_token = NULL, updated_at = $3 \
                    WHERE tenant_id = $1 AND id = $2 AND status = 'failed'";
         let n = on_write!(self, pool => sqlx::query(sql).bind(tenant).bind(id).bind(now).execute(pool).await?.rows_affected());
         if n == 1 {
@@ -161,9 +160,9 @@ impl Db {
                 .bind(&event.request_hash).bind(event.created_at)
                 .execute(&mut *conn).await?;
             sqlx::query("INSERT INTO deliveries (id, tenant_id, event_id, event_type, integration_id, rule_id, channel, status, attempts, \
-                         due_at, lease_token, lease_until, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, NULL, $6, 'pending', 1, $7, $8, $9, $7, $7)")
+                         due_at, lease_token, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, NULL, $6, 'pending', 1, $7, $8, $9, $9)")
                 .bind(&delivery.id).bind(&delivery.tenant_id).bind(&delivery.event_id).bind(&delivery.event_type)
-                .bind(&delivery.integration_id).bind(&delivery.channel).bind(delivery.created_at).bind(lease_token).bind(lease_until)
+                .bind(&delivery.integration_id).bind(&delivery.channel).bind(lease_until).bind(lease_token).bind(delivery.created_at)
                 .execute(&mut *conn).await?;
         });
         tx.commit().await

@@ -86,7 +86,7 @@ impl Db {
                 sqlx::query("UPDATE rules SET integration_ids = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant).bind(rule_id).bind(json).bind(now).execute(&mut *conn).await?;
             }
-            sqlx::query("UPDATE deliveries SET status = 'cancelled', skip_reason = 'integration deleted', lease_token = NULL, lease_until = NULL, updated_at = $3 \
+            sqlx::query("UPDATE deliveries SET status = 'cancelled', skip_reason = 'integration deleted', lease_token = NULL, updated_at = $3 \
                          WHERE tenant_id = $1 AND integration_id = $2 AND status = 'pending'")
                 .bind(tenant).bind(id).bind(now).execute(&mut *conn).await?;
             n == 1

@@ -1,8 +1,8 @@
 //! The claiming side of the delivery queue: leases, completions, releases.
 //!
-//! A pending delivery is claimable when `due_at <= now` and it holds no live
-//! lease. Claiming sets a fresh `lease_token` and `lease_until`, so a worker
-//! that dies leaves rows that become claimable again on their own. Completions and
+//! A pending delivery is claimable when `due_at <= now`. Claiming sets a fresh
+//! `lease_token` and moves `due_at` to the end of the lease, so a worker that
+//! dies leaves rows that become due again on their own. Completions and
 //! releases only apply while the caller still holds the lease (the token is
 //! a fencing token): a worker whose lease ran out cannot overwrite the state
 //! another worker has since written.
@@ -81,9 +81,8 @@ impl Db {
             Db::Postgres(pool) => {
                 let sql = format!(
                     "WITH due AS (SELECT id FROM deliveries WHERE status = 'pending' AND due_at <= $3 \
-                       AND (lease_until IS NULL OR lease_until <= $3) \
                        ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
-                     d AS (UPDATE deliveries SET lease_token = $1, lease_until = $2, attempts = deliveries.attempts + 1, updated_at = $3 \
+                     d AS (UPDATE deliveries SET lease_token = $1, due_at = $2, attempts = deliveries.attempts + 1, updated_at = $3 \
                        FROM due WHERE deliveries.id = due.id \
                        RETURNING deliveries.id, deliveries.tenant_id, deliveries.event_id, deliveries.event_type, \
                          deliveries.integration_id, deliveries.channel, deliveries.attempts, deliveries.lease_token) \
@@ -100,9 +99,8 @@ impl Db {
             // SQLite has one writer at a time, so one UPDATE claims
             // atomically; RETURNING may not join, so the jobs are read after.
             Db::Sqlite(pools) => {
-                let claim = "UPDATE deliveries SET lease_token = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
-                             WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND due_at <= $3 \
-                               AND (lease_until IS NULL OR lease_until <= $3) ORDER BY due_at LIMIT $4) \
+                let claim = "UPDATE deliveries SET lease_token = $1, due_at = $2, attempts = attempts + 1, updated_at = $3 \
+                             WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND due_at <= $3 ORDER BY due_at LIMIT $4) \
                              RETURNING id";
                 let ids: Vec<String> = sqlx::query_scalar(claim)
                     .bind(token)
@@ -157,8 +155,8 @@ impl Db {
     /// Gives claimed deliveries back without an attempt (graceful shutdown):
     /// due now, and the claim does not count as an attempt.
     pub async fn release(&self, leases: &[(String, String)], now: i64) -> Result<()> {
-        let sql = "UPDATE deliveries SET lease_token = NULL, lease_until = NULL, due_at = $3, attempts = attempts - 1, \
-                   updated_at = $3 WHERE id = $1 AND lease_token = $2 AND status = 'pending'";
+        let sql = "UPDATE deliveries SET lease_token = NULL, due_at = $3, attempts = attempts - 1, updated_at = $3 \
+                   WHERE id = $1 AND lease_token = $2 AND status = 'pending'";
         let mut tx = self.begin().await?;
         on_tx!(&mut tx, conn => {
             for (id, token) in leases {
@@ -168,26 +166,22 @@ impl Db {
         tx.commit().await
     }
 
-    /// Drops every lease (claimed rows were due, so they are claimable at
-    /// once). Only for SQLite at start-up,
+    /// Makes every leased delivery due now. Only for SQLite at start-up,
     /// where this process is the only one that can hold leases.
     pub async fn release_all_leases(&self, now: i64) -> Result<u64> {
-        let sql = "UPDATE deliveries SET lease_token = NULL, lease_until = NULL, updated_at = $1 \
-                   WHERE status = 'pending' AND lease_token IS NOT NULL";
+        let sql = "UPDATE deliveries SET lease_token = NULL, due_at = $1 WHERE status = 'pending' AND lease_token IS NOT NULL";
         Ok(on_write!(self, pool => sqlx::query(sql).bind(now).execute(pool).await?.rows_affected()))
     }
 
-    /// When the next pending delivery becomes claimable (for the worker's
-    /// timer): its due time, or the end of its lease if that is later.
+    /// The earliest `due_at` of any pending delivery (for the worker's timer).
     pub async fn next_due_at(&self) -> Result<Option<i64>> {
-        let sql = "SELECT MIN(CASE WHEN lease_until > due_at THEN lease_until ELSE due_at END) FROM deliveries \
-                   WHERE status = 'pending'";
+        let sql = "SELECT MIN(due_at) FROM deliveries WHERE status = 'pending'";
         Ok(on_db!(self, pool => sqlx::query_scalar(sql).fetch_one(pool).await?))
     }
 
     pub async fn queue_stats(&self, now: i64) -> Result<QueueStats> {
-        let sql = "SELECT COUNT(*), MIN(CASE WHEN due_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) THEN due_at END) \
-             FROM deliveries WHERE status = 'pending'";
+        let sql =
+            "SELECT COUNT(*), MIN(CASE WHEN due_at <= $1 THEN due_at END) FROM deliveries WHERE status = 'pending'";
         let (depth, oldest_due_at): (i64, Option<i64>) =
             on_db!(self, pool => sqlx::query_as(AssertSqlSafe(sql)).bind(now).fetch_one(pool).await?);
         Ok(QueueStats { depth, oldest_due_at })
@@ -236,7 +230,7 @@ async fn update_deliveries(tx: &mut Tx, chunk: &[Completion]) -> Result<usize> {
         })
         .collect();
     let sql = format!(
-        "UPDATE deliveries SET status = v.column3, due_at = v.column4, lease_token = NULL, lease_until = NULL, last_error = v.column5, \
+        "UPDATE deliveries SET status = v.column3, due_at = v.column4, lease_token = NULL, last_error = v.column5, \
          updated_at = v.column6, sent_at = COALESCE(v.column7, deliveries.sent_at), skip_reason = v.column8 \
          FROM (VALUES {}) AS v WHERE deliveries.id = v.column1 AND deliveries.lease_token = v.column2",
         rows.join(", ")

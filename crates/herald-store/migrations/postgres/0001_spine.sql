@@ -69,10 +69,9 @@ CREATE TABLE rules (
 );
 CREATE INDEX rules_tenant ON rules (tenant_id, id);
 
--- The queue. A pending row is claimable when due_at <= now and it holds no
--- live lease (lease_until NULL or past). A claim sets lease_token and
--- lease_until, columns no index covers, so on PostgreSQL it is a HOT update;
--- a crashed worker's rows become claimable by themselves when the lease runs out.
+-- The queue. A pending row is claimable when due_at <= now; a claim moves
+-- due_at to the lease's end and sets lease_token, so a crashed worker's rows
+-- become due again by themselves when the lease runs out.
 CREATE TABLE deliveries (
     id             TEXT PRIMARY KEY,
     tenant_id      TEXT NOT NULL,
@@ -85,13 +84,12 @@ CREATE TABLE deliveries (
     attempts       BIGINT NOT NULL DEFAULT 0,
     due_at         BIGINT NOT NULL,
     lease_token    TEXT,
-    lease_until    BIGINT,
     last_error     TEXT,
     skip_reason    TEXT,
     created_at     BIGINT NOT NULL,
     updated_at     BIGINT NOT NULL,
     sent_at        BIGINT
-) WITH (fillfactor = 85);
+);
 CREATE INDEX deliveries_due ON deliveries (due_at) WHERE status = 'pending';
 CREATE INDEX deliveries_tenant ON deliveries (tenant_id, id);
 CREATE INDEX deliveries_event ON deliveries (event_id);

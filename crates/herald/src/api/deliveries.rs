@@ -59,7 +59,7 @@ impl From<DeliveryRow> for DeliveryOut {
             rule_id: r.rule_id,
             channel: r.channel,
             next_attempt_at: pending.then(|| rfc3339(r.due_at)),
-            in_flight: pending && r.lease_until.is_some_and(|until| until > now_ms()),
+            in_flight: pending && r.lease_token.is_some() && r.due_at > now_ms(),
             status: r.status,
             attempt_count: r.attempts,
             last_error: r.last_error,

@@ -21,10 +21,11 @@ pub fn placeholders(backend: Backend, start: usize, n: usize) -> String {
     }
 }
 
-/// Splits `n` items into chunks of a few fixed sizes, so queries built per
-/// chunk reuse a handful of prepared statements instead of one per length.
+/// Splits `n` items into chunks of power-of-two sizes up to 256, so queries
+/// built per chunk reuse nine prepared statements instead of one per length,
+/// and a batch below 512 items takes at most nine statements.
 pub fn chunk_sizes(mut n: usize) -> Vec<usize> {
-    const SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+    const SIZES: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
     let mut out = Vec::new();
     for size in SIZES {
         while n >= size {
@@ -103,7 +104,8 @@ mod tests {
         for n in 0..1000 {
             assert_eq!(chunk_sizes(n).iter().sum::<usize>(), n);
         }
-        assert_eq!(chunk_sizes(330), vec![256, 64, 4, 4, 1, 1]);
+        assert_eq!(chunk_sizes(330), vec![256, 64, 8, 2]);
+        assert_eq!(chunk_sizes(63).len(), 6);
     }
 
     #[test]

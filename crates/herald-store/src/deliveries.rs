@@ -5,7 +5,7 @@ use sqlx::{AssertSqlSafe, FromRow};
 
 use crate::{
     Db, Result, Tx, on_db, on_tx, on_write,
-    sql::{Filter, bind_all, chunk_sizes, placeholders},
+    sql::{Filter, bind_all, chunk_sizes, insert_rows},
 };
 
 /// A delivery the router decided on.
@@ -122,12 +122,12 @@ impl Tx {
         for size in chunk_sizes(rows.len()) {
             let chunk = &rows[start..start + size];
             start += size;
-            let values: Vec<String> =
-                (0..size).map(|r| format!("({})", placeholders(self.backend(), r * COLS + 1, COLS))).collect();
-            let sql = format!(
-                "INSERT INTO deliveries (id, tenant_id, event_id, event_type, integration_id, rule_id, channel, status, \
-                 due_at, skip_reason, created_at, updated_at) VALUES {}",
-                values.join(", ")
+            let sql = insert_rows(
+                self.backend(),
+                "deliveries (id, tenant_id, event_id, event_type, integration_id, rule_id, channel, status, \
+                 due_at, skip_reason, created_at, updated_at)",
+                size,
+                COLS,
             );
             on_tx!(self, conn => {
                 let mut q = sqlx::query(AssertSqlSafe(sql));

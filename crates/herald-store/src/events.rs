@@ -4,7 +4,7 @@ use sqlx::{AssertSqlSafe, FromRow};
 
 use crate::{
     Db, Result, Tx, on_db, on_tx,
-    sql::{Filter, bind_all, chunk_sizes, placeholders},
+    sql::{Filter, bind_all, chunk_sizes, insert_rows},
 };
 
 /// An event about to be stored.
@@ -103,11 +103,11 @@ impl Db {
 
 async fn insert_plain(tx: &mut Tx, chunk: &[&NewEvent]) -> Result<()> {
     const COLS: usize = 9;
-    let rows: Vec<String> =
-        (0..chunk.len()).map(|r| format!("({})", placeholders(tx.backend(), r * COLS + 1, COLS))).collect();
-    let sql = format!(
-        "INSERT INTO events (id, tenant_id, type, severity, data, idempotency_key, request_hash, deliver_at, created_at) VALUES {}",
-        rows.join(", ")
+    let sql = insert_rows(
+        tx.backend(),
+        "events (id, tenant_id, type, severity, data, idempotency_key, request_hash, deliver_at, created_at)",
+        chunk.len(),
+        COLS,
     );
     on_tx!(tx, conn => {
         let mut q = sqlx::query(AssertSqlSafe(sql));

@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, FromRow};
 
 use crate::{
     Backend, Db, Result, Tx, on_db, on_tx, on_write,
-    sql::{chunk_sizes, placeholders},
+    sql::{chunk_sizes, insert_rows, placeholders},
 };
 
 /// A claimed delivery with what sending it needs.
@@ -196,11 +196,11 @@ impl Db {
 
 async fn insert_attempts(tx: &mut Tx, chunk: &[&Completion]) -> Result<()> {
     const COLS: usize = 9;
-    let rows: Vec<String> =
-        (0..chunk.len()).map(|r| format!("({})", placeholders(tx.backend(), r * COLS + 1, COLS))).collect();
-    let sql = format!(
-        "INSERT INTO attempts (delivery_id, tenant_id, attempt, at, duration_ms, outcome, status_code, error, response) VALUES {}",
-        rows.join(", ")
+    let sql = insert_rows(
+        tx.backend(),
+        "attempts (delivery_id, tenant_id, attempt, at, duration_ms, outcome, status_code, error, response)",
+        chunk.len(),
+        COLS,
     );
     on_tx!(tx, conn => {
         let mut q = sqlx::query(AssertSqlSafe(sql));

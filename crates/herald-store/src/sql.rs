@@ -21,6 +21,12 @@ pub fn placeholders(backend: Backend, start: usize, n: usize) -> String {
     }
 }
 
+/// `INSERT INTO {head} VALUES (…), (…)` for `rows` rows of `cols` values each.
+pub fn insert_rows(backend: Backend, head: &str, rows: usize, cols: usize) -> String {
+    let values: Vec<String> = (0..rows).map(|r| format!("({})", placeholders(backend, r * cols + 1, cols))).collect();
+    format!("INSERT INTO {head} VALUES {}", values.join(", "))
+}
+
 /// Splits `n` items into chunks of power-of-two sizes up to 256, so queries
 /// built per chunk reuse nine prepared statements instead of one per length,
 /// and a batch below 512 items takes at most nine statements.
@@ -117,5 +123,6 @@ mod tests {
         assert_eq!(f.where_sql(), "tenant_id = $1 AND status = $2 AND created_at >= $3");
         assert_eq!(placeholders(Backend::Postgres, 4, 3), "$4, $5, $6");
         assert_eq!(placeholders(Backend::Sqlite, 4, 3), "?, ?, ?");
+        assert_eq!(insert_rows(Backend::Postgres, "t (a, b)", 2, 2), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
     }
 }

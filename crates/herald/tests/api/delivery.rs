@@ -90,8 +90,7 @@ backend_test!(server_errors_are_retried_then_succeed, |backend: Backend| async m
     sink.script([Reply::status(500).with_body("boom"), Reply::status(503).with_header("retry-after", "1")]);
     let (int, _) = app.webhook(&sink.url()).await;
     app.rule(&["*"], None, &[&int]).await;
-    let event = app.event("job.failed", json!({})).await;
-    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    let id = app.event_with_delivery("job.failed", json!({})).await;
     let done = app.wait_for_delivery(&id, "sent").await;
     let attempts = done["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 3, "{done}");
@@ -116,8 +115,7 @@ backend_test!(client_error_fails_at_once_and_manual_retry_succeeds, |backend: Ba
     sink.script([Reply::status(400).with_body(r#"{"error":"bad payload"}"#)]);
     let (int, _) = app.webhook(&sink.url()).await;
     app.rule(&["*"], None, &[&int]).await;
-    let event = app.event("job.failed", json!({})).await;
-    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    let id = app.event_with_delivery("job.failed", json!({})).await;
     let failed = app.wait_for_delivery(&id, "failed").await;
     assert_eq!(failed["attempts"].as_array().unwrap().len(), 1, "a 400 is not retried: {failed}");
     assert_eq!(failed["attempts"][0]["outcome"], json!("failed"));
@@ -142,8 +140,7 @@ backend_test!(retries_run_out_then_failed, |backend: Backend| async move {
     sink.script([Reply::status(502), Reply::status(502), Reply::status(502)]);
     let (int, _) = app.webhook(&sink.url()).await;
     app.rule(&["*"], None, &[&int]).await;
-    let event = app.event("x", json!({})).await;
-    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    let id = app.event_with_delivery("x", json!({})).await;
     // Schedule 1s,1s: three attempts, then failed.
     let failed = app.wait_for_delivery(&id, "failed").await;
     assert_eq!(failed["attempts"].as_array().unwrap().len(), 3, "{failed}");
@@ -158,8 +155,7 @@ backend_test!(connection_refused_is_retried, |backend: Backend| async move {
     drop(closed);
     let (int, _) = app.webhook(&url).await;
     app.rule(&["*"], None, &[&int]).await;
-    let event = app.event("x", json!({})).await;
-    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    let id = app.event_with_delivery("x", json!({})).await;
     let failed = app.wait_for_delivery(&id, "failed").await;
     let attempts = failed["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 3);
@@ -177,8 +173,7 @@ backend_test!(connections_to_an_endpoint_are_reused, |backend: Backend| async mo
     app.rule(&["*"], None, &[&int]).await;
     // One at a time, so each send finds the previous connection idle.
     for i in 0..5 {
-        let event = app.event("seq", json!({"i": i})).await;
-        let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+        let id = app.event_with_delivery("seq", json!({"i": i})).await;
         app.wait_for_delivery(&id, "sent").await;
     }
     let peers: std::collections::HashSet<_> = sink.received().iter().map(|r| r.peer).collect();
@@ -198,15 +193,13 @@ backend_test!(redirects_fail_and_slow_endpoints_time_out, |backend: Backend| asy
     app.rule(&["moved"], None, &[&moved_int]).await;
     app.rule(&["slow"], None, &[&slow_int]).await;
 
-    let event = app.event("moved", json!({})).await;
-    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    let id = app.event_with_delivery("moved", json!({})).await;
     let failed = app.wait_for_delivery(&id, "failed").await;
     assert_eq!(failed["attempts"].as_array().unwrap().len(), 1, "a 3xx is not retried: {failed}");
     assert!(failed["attempts"][0]["error"].as_str().unwrap().contains("redirect"), "{failed}");
     assert_eq!(slow.count(), 0, "the redirect is not followed");
 
-    let event = app.event("slow", json!({})).await;
-    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    let id = app.event_with_delivery("slow", json!({})).await;
     let sent = app.wait_for_delivery(&id, "sent").await;
     let attempts = sent["attempts"].as_array().unwrap();
     assert_eq!(attempts[0]["outcome"], json!("retry"), "{sent}");

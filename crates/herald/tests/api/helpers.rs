@@ -290,6 +290,14 @@ impl App {
         e["deliveries"].as_array().cloned().expect("an event lists its deliveries")
     }
 
+    /// Posts an event that makes exactly one delivery; returns the delivery id.
+    pub async fn event_with_delivery(&self, event_type: &str, data: Value) -> String {
+        let event = self.event(event_type, data).await;
+        let deliveries = self.routed(&event).await;
+        assert_eq!(deliveries.len(), 1, "event {event} should make one delivery: {deliveries:?}");
+        deliveries[0]["id"].as_str().unwrap().to_owned()
+    }
+
     /// Waits until a delivery reaches `status`; returns it with its attempts.
     pub async fn wait_for_delivery(&self, id: &str, status: &str) -> Value {
         wait_for(&format!("delivery {id} to become {status}"), Duration::from_secs(20), || async {

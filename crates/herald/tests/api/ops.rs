@@ -16,8 +16,7 @@ backend_test!(health_ready_and_metrics, |backend: Backend| async move {
     let sink = Sink::start().await;
     let (int, _) = app.webhook(&sink.url()).await;
     app.rule(&["*"], None, &[&int]).await;
-    let event = app.event("m", json!({})).await;
-    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    let id = app.event_with_delivery("m", json!({})).await;
     app.wait_for_delivery(&id, "sent").await;
 
     let health = app.client.get(app.url("/health")).send().await.unwrap();
@@ -53,8 +52,7 @@ backend_test!(sigterm_finishes_in_flight_work, |backend: Backend| async move {
     sink.script([slow]);
     let (int, _) = app.webhook(&sink.url()).await;
     app.rule(&["*"], None, &[&int]).await;
-    let event = app.event("slow", json!({})).await;
-    let id = app.routed(&event).await[0]["id"].as_str().unwrap().to_owned();
+    let id = app.event_with_delivery("slow", json!({})).await;
     crate::helpers::wait_for("the send to start", Duration::from_secs(10), || async {
         (sink.count() == 1).then_some(())
     })

@@ -70,8 +70,11 @@ backend_test!(secrets_are_masked_kept_and_sealed_at_rest, |backend: Backend| asy
     let generated = gen_int["config"]["secret"].as_str().unwrap().to_owned();
     assert!(generated.starts_with("whsec_") && generated.len() > 30);
 
-    // No file in the data dir holds a plaintext secret (SQLite file, WAL, key file…).
+    // Nothing Herald logged holds a secret, and no file in the data dir does
+    // (SQLite file, WAL, key file…).
     app.kill();
+    let log = app.log.lock().unwrap().clone();
+    assert!(!log.contains(&secret[6..]) && !log.contains(&generated[6..]), "a secret was logged:\n{log}");
     for (path, bytes) in files_under(&dir.0) {
         for needle in [secret, generated.as_str(), &secret[6..], &generated[6..]] {
             assert!(

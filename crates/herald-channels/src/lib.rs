@@ -12,25 +12,83 @@ pub use herald_core::Outcome;
 pub mod http;
 pub mod outbound;
 pub mod registry;
+pub mod render;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod webhook;
 
+pub use herald_core::Severity;
 pub use outbound::AddressPolicy;
 pub use registry::Registry;
+pub use render::{Content, Theme};
 
 /// A boxed future returned by [`Target::send`].
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
 /// What a channel sends: one event, for one delivery.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
-    /// The delivery id: stable across retries (`webhook-id` for webhooks).
+    /// The delivery id: stable across retries (`webhook-id` for webhooks,
+    /// the Matrix transaction id, the email `Message-ID`).
     pub delivery_id: &'a str,
     pub event_id: &'a str,
     pub event_type: &'a str,
     /// When the event was accepted, RFC 3339 UTC.
     pub timestamp: &'a str,
-    pub severity: &'a str,
     pub data: &'a serde_json::Value,
+    /// The event rendered for people (title, body, facts, link, severity).
+    pub content: &'a Content,
+    /// An address to send to instead of the configured one: the `recipient`
+    /// of a test send, or a person's own address. Checked by
+    /// [`Channel::check_recipient`] before it gets here.
+    pub to: Option<&'a str>,
+    /// Web Push subscriptions to send to (resolved by the worker); empty for
+    /// every other channel.
+    pub push: &'a [PushSubscription],
+    /// Side effects the worker must record (subscriptions found gone).
+    pub report: &'a Report,
+}
+
+impl<'a> Message<'a> {
+    /// A message with no address override, no push subscriptions and `report`.
+    pub fn new(
+        ids: (&'a str, &'a str),
+        event_type: &'a str,
+        timestamp: &'a str,
+        data: &'a serde_json::Value,
+        content: &'a Content,
+        report: &'a Report,
+    ) -> Self {
+        let (delivery_id, event_id) = ids;
+        Message { delivery_id, event_id, event_type, timestamp, data, content, to: None, push: &[], report }
+    }
+}
+
+/// A browser's Web Push subscription (the `PushSubscription` JSON of the
+/// Push API: endpoint and the `p256dh` / `auth` keys, base64url).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PushSubscription {
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+}
+
+/// What a send found out besides its outcome, for the worker to record.
+#[derive(Debug, Default)]
+pub struct Report {
+    gone: std::sync::Mutex<Vec<String>>,
+}
+
+impl Report {
+    /// A push endpoint answered 404 or 410: its subscription is to be deleted.
+    pub fn subscription_gone(&self, endpoint: &str) {
+        self.gone.lock().expect("report lock").push(endpoint.to_owned());
+    }
+
+    /// The endpoints reported gone.
+    pub fn gone_subscriptions(&self) -> Vec<String> {
+        self.gone.lock().expect("report lock").clone()
+    }
 }
 
 /// A config value that is wrong, naming the field (a JSON pointer below
@@ -76,6 +134,14 @@ pub trait Channel: Send + Sync + 'static {
 
     /// Builds the ready-to-send target from a stored (prepared, decrypted) config.
     fn build(&self, config: &serde_json::Value, ctx: &Context) -> Result<Arc<dyn Target>, ConfigError>;
+
+    /// Checks an address given instead of the configured one (the
+    /// `recipient` of a test send): an email address, a chat id, a phone
+    /// number. Channels bound to one destination (a chat webhook URL) refuse.
+    fn check_recipient(&self, to: &str) -> Result<(), String> {
+        let _ = to;
+        Err(format!("a {} integration sends to its configured destination; change the config instead", self.kind()))
+    }
 }
 
 /// A built destination: a parsed URL, a signing key, a connection pool.

@@ -238,12 +238,10 @@ mod tests {
     use sha2::Sha256;
 
     use super::*;
-    use crate::outbound::build_http_client;
-
-    fn ctx(allow_private: bool) -> Context {
-        let policy = AddressPolicy { allow_private };
-        Context { http: build_http_client(policy), policy }
-    }
+    use crate::{
+        Severity,
+        testing::{Sample, ctx},
+    };
 
     fn prepare_err(config: Value) -> ConfigError {
         Webhook.prepare(config, &ctx(false)).unwrap_err()
@@ -329,15 +327,8 @@ mod tests {
         let ctx = ctx(true);
         let config = json!({"url": format!("http://{addr}/hook"), "secret": secret, "headers": {"X-Team": "ops"}});
         let target = Webhook.build(&Webhook.prepare(config, &ctx).unwrap(), &ctx).unwrap();
-        let data = json!({"disk": "/", "used": 0.97});
-        let message = Message {
-            delivery_id: "dlv_01J0TEST",
-            event_id: "evt_01J0TEST",
-            event_type: "disk.full",
-            timestamp: "2026-01-02T03:04:05Z",
-            severity: "critical",
-            data: &data,
-        };
+        let sample = Sample::new("disk.full", Severity::Critical, json!({"disk": "/", "used": 0.97}));
+        let message = Message { delivery_id: "dlv_01J0TEST", ..sample.message() };
         let before = chrono::Utc::now().timestamp();
         let outcome = target.send(&message, Duration::from_secs(5)).await;
         assert_eq!(outcome, Outcome::Delivered { status_code: Some(200), detail: Some("thanks".into()) });
@@ -369,16 +360,8 @@ mod tests {
         let config = json!({"url": format!("http://{addr}/hook"), "secret": generate_secret()});
         // Prepared while private addresses were allowed, sent after they no longer are.
         let target = Webhook.build(&config, &ctx(false)).unwrap();
-        let data = json!(null);
-        let message = Message {
-            delivery_id: "dlv_1",
-            event_id: "evt_1",
-            event_type: "t",
-            timestamp: "2026-01-02T03:04:05Z",
-            severity: "info",
-            data: &data,
-        };
-        let outcome = target.send(&message, Duration::from_secs(5)).await;
+        let sample = Sample::new("t", Severity::Info, json!(null));
+        let outcome = target.send(&sample.message(), Duration::from_secs(5)).await;
         assert_eq!(outcome.label(), "failed");
         assert!(outcome.error().unwrap().starts_with("127.0.0.1 is loopback"), "{outcome:?}");
         assert!(seen.lock().unwrap().is_empty());

@@ -31,7 +31,9 @@ pub struct Config {
     pub database_url: String,
     pub admin_token: Option<Secret>,
     pub master_key: Option<Secret>,
-    pub public_url: String,
+    /// Base URL of this Herald as people reach it; messages link to the
+    /// event only when it is set.
+    pub public_url: Option<String>,
     pub retry: RetryPolicy,
     pub outbound_allow_private: bool,
     pub log: String,
@@ -50,7 +52,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("database_url", "", "sqlite://… or postgres://…; empty means SQLite in the data dir"),
     ("admin_token", "", "admin bearer token; empty means generated and printed once"),
     ("master_key", "", "base64 32-byte key for secrets at rest; empty means a key file in the data dir"),
-    ("public_url", "", "base URL used in links; empty means derived from listen"),
+    ("public_url", "", "base URL people reach Herald at; messages link to the event when set"),
     ("retry_schedule", "5s,5m,30m,2h,5h,10h,10h", "delays between attempts"),
     ("outbound_allow_private", "true", "may integrations reach loopback and private ranges"),
     ("log", "info", "log filter (tracing EnvFilter syntax)"),
@@ -145,10 +147,15 @@ impl Config {
             database_url,
             admin_token: opt("admin_token").map(Secret),
             master_key: opt("master_key").map(Secret),
-            public_url: opt("public_url")
-                .unwrap_or_else(|| format!("http://{listen}"))
-                .trim_end_matches('/')
-                .to_owned(),
+            public_url: match opt("public_url") {
+                None => None,
+                Some(u) => match url::Url::parse(u.trim()) {
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
+                        Some(u.trim().trim_end_matches('/').to_owned())
+                    }
+                    _ => return Err(bad("public_url", format!("`{u}` is not an http or https URL"))),
+                },
+            },
             retry: RetryPolicy::parse(get("retry_schedule")).map_err(|e| bad("retry_schedule", e))?,
             outbound_allow_private: match get("outbound_allow_private").trim() {
                 "true" | "1" | "yes" => true,
@@ -210,7 +217,7 @@ mod tests {
         let c = Config::from_values(&defaults()).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert!(c.database_url.starts_with("sqlite://"));
-        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.public_url, None);
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert!(c.outbound_allow_private);
     }

@@ -102,7 +102,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         address = %addr,
         database = ?db.backend(),
-        public_url = %state.config.public_url,
+        public_url = state.config.public_url.as_deref().unwrap_or("(not set)"),
         master_key_id = state.key.key_id(),
         "Herald listening on http://{addr}"
     );

@@ -62,11 +62,9 @@ pub async fn test(
     let input: TestIn = if body.iter().all(u8::is_ascii_whitespace) { TestIn::default() } else { parse_json(&body)? };
     let row =
         state.db.get_integration(&caller.tenant, &id).await?.ok_or_else(|| ApiError::not_found("integration", &id))?;
-    if input.recipient.is_some() && row.kind == "webhook" {
-        return Err(ApiError::invalid(
-            "recipient",
-            "a webhook integration sends to its configured url; change the url instead",
-        ));
+    if let Some(to) = &input.recipient {
+        let channel = state.channels.get(&row.kind).ok_or_else(|| ApiError::invalid("type", "unknown type"))?;
+        channel.check_recipient(to).map_err(|message| ApiError::invalid("recipient", message))?;
     }
     if !state.test_limiter.allow(&caller.tenant) {
         return Err(ApiError::TooManyRequests(format!("at most {PER_MINUTE} test sends per minute")));
@@ -117,7 +115,7 @@ pub async fn test(
         integration_enabled: Some(true),
         integration_updated_at: Some(row.updated_at),
     };
-    let mut done = attempt::run(&state, &TargetCache::default(), &job).await;
+    let mut done = attempt::run(&state, &TargetCache::default(), &job, input.recipient.as_deref()).await;
     // A test is one attempt: it never joins the retry schedule.
     if done.new_status == "pending" {
         done.new_status = "failed".into();

@@ -7,7 +7,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use herald_channels::{Message, Outcome, Target};
+use herald_channels::{Content, Message, Outcome, Report, Severity, Target};
 use herald_core::RetryDecision;
 use herald_store::queue::{Completion, Job};
 
@@ -65,8 +65,9 @@ pub fn build(
     channel.build(&value, &state.channel_ctx).map_err(|e| format!("invalid config: {e}"))
 }
 
-/// Sends one claimed delivery and returns what to record.
-pub async fn run(state: &AppState, targets: &TargetCache, job: &Job) -> Completion {
+/// Sends one claimed delivery and returns what to record. `to` replaces the
+/// configured destination (a test send's `recipient`).
+pub async fn run(state: &AppState, targets: &TargetCache, job: &Job, to: Option<&str>) -> Completion {
     let mut done = Completion {
         delivery_id: job.delivery_id.clone(),
         tenant_id: job.tenant_id.clone(),
@@ -94,7 +95,7 @@ pub async fn run(state: &AppState, targets: &TargetCache, job: &Job) -> Completi
         return done;
     }
     let outcome = match targets.get_or_build(state, job, config, updated_at) {
-        Ok(target) => send(target.as_ref(), job, state).await,
+        Ok(target) => send(target.as_ref(), job, to, state).await,
         Err(error) => Outcome::Failed { status_code: None, error, detail: None },
     };
     let finished = now_ms();
@@ -126,16 +127,15 @@ pub async fn run(state: &AppState, targets: &TargetCache, job: &Job) -> Completi
     done
 }
 
-async fn send(target: &dyn Target, job: &Job, state: &AppState) -> Outcome {
+async fn send(target: &dyn Target, job: &Job, to: Option<&str>, state: &AppState) -> Outcome {
     let data: serde_json::Value = serde_json::from_str(&job.data).unwrap_or_default();
     let timestamp = rfc3339(job.event_created_at);
+    let link = state.config.public_url.as_ref().map(|base| format!("{base}/v1/events/{}", job.event_id));
+    let content = Content::from_event(&job.event_type, Severity::from_stored(&job.severity), &data, link.as_deref());
+    let report = Report::default();
     let message = Message {
-        delivery_id: &job.delivery_id,
-        event_id: &job.event_id,
-        event_type: &job.event_type,
-        timestamp: &timestamp,
-        severity: &job.severity,
-        data: &data,
+        to,
+        ..Message::new((&job.delivery_id, &job.event_id), &job.event_type, &timestamp, &data, &content, &report)
     };
     target.send(&message, state.config.attempt_timeout).await
 }

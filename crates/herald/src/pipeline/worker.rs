@@ -76,7 +76,7 @@ pub async fn run(state: AppState) {
             let (state, targets, done_tx, in_flight) =
                 (state.clone(), targets.clone(), done_tx.clone(), in_flight.clone());
             tracker.spawn(async move {
-                let completion = attempt::run(&state, &targets, &job).await;
+                let completion = attempt::run(&state, &targets, &job, None).await;
                 // Record first, then forget the lease: a release at shutdown
                 // must never undo an attempt that was made.
                 let _ = done_tx.send(completion);

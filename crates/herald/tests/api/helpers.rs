@@ -265,6 +265,13 @@ impl App {
         (body["id"].as_str().unwrap().to_owned(), body["config"]["secret"].as_str().unwrap().to_owned())
     }
 
+    /// Creates an integration of any type; returns its id.
+    pub async fn integration(&self, kind: &str, config: Value) -> String {
+        let (status, body) = self.post("/v1/integrations", json!({"name": kind, "type": kind, "config": config})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
     /// Creates a rule; returns its id.
     pub async fn rule(&self, types: &[&str], condition: Option<&str>, integrations: &[&str]) -> String {
         let mut body = json!({"name": "rule", "event_types": types, "integration_ids": integrations});

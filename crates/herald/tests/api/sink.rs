@@ -11,13 +11,16 @@ use std::{
 use axum::{
     body::Bytes,
     extract::ConnectInfo,
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, Method, StatusCode, Uri},
     response::IntoResponse,
     routing::any,
 };
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: Method,
+    /// Path and query as sent.
+    pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
     /// The sender's address: the same port means the same connection.
@@ -31,6 +34,11 @@ impl Received {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap()
+    }
+
+    /// The body as `application/x-www-form-urlencoded` pairs.
+    pub fn form(&self) -> Vec<(String, String)> {
+        url::form_urlencoded::parse(&self.body).into_owned().collect()
     }
 }
 
@@ -78,10 +86,14 @@ impl Sink {
         let script: Arc<Mutex<VecDeque<Reply>>> = Arc::default();
         let (r, s) = (received.clone(), script.clone());
         let app = axum::Router::new().fallback(any(
-            move |ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes| {
+            move |ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                  method: Method,
+                  uri: Uri,
+                  headers: HeaderMap,
+                  body: Bytes| {
                 let (r, s) = (r.clone(), s.clone());
                 async move {
-                    r.lock().unwrap().push(Received { headers, body, peer });
+                    r.lock().unwrap().push(Received { method, uri, headers, body, peer });
                     let reply = s.lock().unwrap().pop_front().unwrap_or_else(|| Reply::status(204));
                     if !reply.delay.is_zero() {
                         tokio::time::sleep(reply.delay).await;
@@ -104,6 +116,11 @@ impl Sink {
 
     pub fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
+    }
+
+    /// `http://127.0.0.1:port`, for providers configured by base URL.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// Queues answers for the next requests, in order.

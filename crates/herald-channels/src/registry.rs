@@ -29,3 +29,35 @@ impl Registry {
         self.channels.keys().copied().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `GET /v1/channels` shows must agree with what is sealed: every
+    /// secret field is marked in the schema, and only those are.
+    #[test]
+    fn every_schema_marks_exactly_its_secret_fields() {
+        for channel in Registry::builtin().iter() {
+            let kind = channel.kind();
+            let schema = channel.schema();
+            assert_eq!(schema["type"], "object", "{kind}");
+            assert_eq!(schema["additionalProperties"], false, "{kind}: unknown config keys are refused");
+            let properties = schema["properties"].as_object().unwrap_or_else(|| panic!("{kind}: no properties"));
+            let marked: Vec<&str> = properties
+                .iter()
+                .filter(|(_, p)| p["secret"] == serde_json::json!(true))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            let mut secret = channel.secret_fields().to_vec();
+            secret.sort_unstable();
+            assert_eq!(marked, secret, "{kind}: schema secret marks vs secret_fields");
+            for (name, property) in properties {
+                assert!(property["description"].is_string(), "{kind}.{name} has no description");
+            }
+            for required in schema["required"].as_array().into_iter().flatten() {
+                assert!(properties.contains_key(required.as_str().unwrap()), "{kind}: required {required} unknown");
+            }
+        }
+    }
+}

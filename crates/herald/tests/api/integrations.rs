@@ -60,6 +60,10 @@ backend_test!(secrets_are_masked_kept_and_sealed_at_rest, |backend: Backend| asy
     }
     verifier.verify(&got.body, &headers).expect("the kept secret signs");
     assert_eq!(got.json()["type"], json!("herald.test"));
+    // A webhook has no other address to try: a `recipient` is refused, and nothing is sent.
+    let (s, problem) = app.post(&format!("/v1/integrations/{id}/test"), json!({"recipient": "x@example.com"})).await;
+    assert_eq!((s.as_u16(), problem["field"].as_str()), (400, Some("recipient")), "{problem}");
+    assert_eq!(sink.count(), 1);
     // The test send is in the history.
     let (_, d) = app.get(&format!("/v1/deliveries/{}", test["delivery_id"].as_str().unwrap())).await;
     assert_eq!(d["status"], json!("sent"));

@@ -31,7 +31,7 @@ use lettre::{
 };
 
 use super::config::{Host, TlsMode};
-use crate::{AddressPolicy, outbound::CONNECT_TIMEOUT};
+use crate::{AddressPolicy, outbound::CONNECT_TIMEOUT, render::cut};
 
 /// How long a resolved address list is used before the host is resolved again.
 pub(super) const ROUTE_TTL: Duration = Duration::from_secs(5 * 60);
@@ -40,6 +40,11 @@ pub(super) const ROUTE_TTL: Duration = Duration::from_secs(5 * 60);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// At most this many idle connections are kept per integration.
 const MAX_IDLE: usize = 4;
+/// The AUTH mechanisms used, in order of preference.
+const MECHANISMS: [Mechanism; 2] = [Mechanism::Plain, Mechanism::Login];
+/// Errors and details are cut to this many characters (a server's reply
+/// may run to many lines, and fifty refusals add up).
+const MAX_TEXT: usize = 1024;
 
 /// How to reach and log in to one SMTP server.
 pub(super) struct Server {
@@ -107,6 +112,10 @@ impl Pool {
             self.park(conn, generation);
         } else {
             conn.abort().await;
+            if matches!(outcome, Outcome::Retry { status_code: None, .. }) {
+                // The connection broke: the server may have moved.
+                self.reset();
+            }
         }
         outcome
     }
@@ -215,9 +224,17 @@ impl Pool {
             conn.starttls(parameters, &self.hello).await.map_err(|e| self.connect_error(&e, "STARTTLS", addrs))?;
         }
         if let Some(credentials) = &server.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
-                .await
-                .map_err(|e| classify(&e, "AUTH", &server.host))?;
+            if conn.server_info().get_auth_mechanism(&MECHANISMS).is_none() {
+                let _ = conn.quit().await;
+                return Err(failed(
+                    None,
+                    format!(
+                        "{}:{} offers neither AUTH PLAIN nor AUTH LOGIN; no mail was sent",
+                        server.host, server.port
+                    ),
+                ));
+            }
+            conn.auth(&MECHANISMS, credentials).await.map_err(|e| classify(&e, "AUTH", &server.host))?;
         }
         Ok(conn)
     }
@@ -271,7 +288,7 @@ async fn transaction(conn: &mut AsyncSmtpConnection, mail: &Mail<'_>, host: &Hos
             if !refused.is_empty() {
                 detail.push_str(&format!("; refused: {}", refusals(&refused)));
             }
-            (Outcome::Delivered { status_code: code_of(&response), detail: Some(detail) }, true)
+            (Outcome::Delivered { status_code: code_of(&response), detail: Some(cut(&detail, MAX_TEXT)) }, true)
         }
         // The server answered the final dot: the transaction is over either way.
         Err(e) if e.status().is_some() => (classify(&e, "DATA", host), true),
@@ -362,9 +379,9 @@ fn tls_error(err: &SmtpError) -> Option<&rustls::Error> {
 }
 
 fn retry(status_code: Option<u16>, error: String) -> Outcome {
-    Outcome::Retry { status_code, after: None, error, detail: None }
+    Outcome::Retry { status_code, after: None, error: cut(&error, MAX_TEXT), detail: None }
 }
 
 fn failed(status_code: Option<u16>, error: String) -> Outcome {
-    Outcome::Failed { status_code, error, detail: None }
+    Outcome::Failed { status_code, error: cut(&error, MAX_TEXT), detail: None }
 }

@@ -322,3 +322,31 @@ async fn the_address_policy_covers_smtp_hosts() {
     assert!(message.starts_with("localhost resolves only to refused addresses: "), "{message}");
     assert_eq!(server.connections(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_times_out_and_is_retried() {
+    let (db, dir) = (TestDb::new(Backend::Sqlite).await, TempDir::new());
+    let app = App::spawn(Backend::Sqlite, &db, &dir).await;
+    // Accepts connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let int = app
+        .integration(
+            "email",
+            json!({"host": "127.0.0.1", "port": port, "tls": "none", "from_email": "a@example.com", "to": ["b@example.com"]}),
+        )
+        .await;
+    app.rule(&["*"], None, &[&int]).await;
+    let id = post(&app, "job.failed", "error", json!({})).await;
+    let done = app.wait_for_delivery(&id, "failed").await;
+    let tries = attempts(&done);
+    assert_eq!(tries.len(), 3, "{done}");
+    assert!(tries.iter().all(|a| a["error"] == json!("timed out after 2s")), "HERALD_ATTEMPT_TIMEOUT is 2s: {done}");
+    assert_eq!(tries[0]["outcome"], json!("retry"));
+}

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use self::{
     config::{Host, MAX_TO, TlsMode},
-    smtp::{Pool, Server},
+    smtp::{Pool, Security, Server},
 };
 use crate::{Channel, ConfigError, Context, Message, Outcome, SendFuture, Target};
 
@@ -118,24 +118,26 @@ impl Channel for Email {
 
 fn build_target(config: &Value, ctx: &Context) -> Result<EmailTarget, ConfigError> {
     let (_, settings) = config::parse(config)?;
-    let tls_parameters = match settings.tls {
-        TlsMode::None => None,
-        TlsMode::Starttls | TlsMode::Implicit => {
-            let mut builder = TlsParameters::builder(settings.host.to_string());
-            for der in &settings.ca_certs {
-                let cert = Certificate::from_der(der.to_vec())
-                    .map_err(|e| ConfigError::new("ca_cert", format!("is not a usable certificate ({e})")))?;
-                builder = builder.add_root_certificate(cert);
-            }
-            Some(builder.build_rustls().map_err(|e| ConfigError::new("tls", e.to_string()))?)
+    // The certificate is verified against the configured host, whatever address is dialled.
+    let tls_parameters = || {
+        let mut builder = TlsParameters::builder(settings.host.to_string());
+        for der in &settings.ca_certs {
+            let cert = Certificate::from_der(der.to_vec())
+                .map_err(|e| ConfigError::new("ca_cert", format!("is not a usable certificate ({e})")))?;
+            builder = builder.add_root_certificate(cert);
         }
+        builder.build_rustls().map_err(|e| ConfigError::new("tls", e.to_string()))
+    };
+    let security = match settings.tls {
+        TlsMode::None => Security::Plain,
+        TlsMode::Starttls => Security::Starttls(tls_parameters()?),
+        TlsMode::Implicit => Security::Implicit(tls_parameters()?),
     };
     let username = settings.credentials.as_ref().map(|(user, _)| user.clone());
     let server = Server {
         host: settings.host,
         port: settings.port,
-        tls: settings.tls,
-        tls_parameters,
+        security,
         credentials: settings.credentials.map(|(user, password)| Credentials::new(user, password)),
         policy: ctx.policy,
     };
@@ -168,7 +170,7 @@ impl fmt::Debug for EmailTarget {
         f.debug_struct("EmailTarget")
             .field("host", &server.host)
             .field("port", &server.port)
-            .field("tls", &server.tls)
+            .field("tls", &server.security.mode())
             .field("username", &self.username)
             .field("password", &server.credentials.as_ref().map(|_| "[REDACTED]"))
             .field("from", &self.from.to_string())

@@ -50,11 +50,27 @@ const MAX_TEXT: usize = 1024;
 pub(super) struct Server {
     pub host: Host,
     pub port: u16,
-    pub tls: TlsMode,
-    /// Verifies the certificate against `host`, whatever address is dialled.
-    pub tls_parameters: Option<TlsParameters>,
+    pub security: Security,
     pub credentials: Option<Credentials>,
     pub policy: AddressPolicy,
+}
+
+/// How the connection is protected; the TLS parameters verify the
+/// certificate against the configured host, whatever address is dialled.
+pub(super) enum Security {
+    Plain,
+    Starttls(TlsParameters),
+    Implicit(TlsParameters),
+}
+
+impl Security {
+    pub fn mode(&self) -> TlsMode {
+        match self {
+            Security::Plain => TlsMode::None,
+            Security::Starttls(_) => TlsMode::Starttls,
+            Security::Implicit(_) => TlsMode::Implicit,
+        }
+    }
 }
 
 /// A server's connections: the resolved addresses and the idle connections.
@@ -156,7 +172,7 @@ impl Pool {
         match self.open(&addrs).await {
             Ok(conn) => Ok((conn, generation)),
             Err(outcome) => {
-                if outcome.label() == "retry" {
+                if matches!(outcome, Outcome::Retry { .. }) {
                     self.reset();
                 }
                 Err(outcome)
@@ -200,14 +216,14 @@ impl Pool {
     /// Connects, secures and logs in.
     async fn open(&self, addrs: &[SocketAddr]) -> Result<AsyncSmtpConnection, Outcome> {
         let server = &self.server;
-        let implicit = match server.tls {
-            TlsMode::Implicit => server.tls_parameters.clone(),
-            _ => None,
+        let implicit = match &server.security {
+            Security::Implicit(parameters) => Some(parameters.clone()),
+            Security::Plain | Security::Starttls(_) => None,
         };
         let mut conn = AsyncSmtpConnection::connect_tokio1(addrs, Some(CONNECT_TIMEOUT), &self.hello, implicit, None)
             .await
             .map_err(|e| self.connect_error(&e, "connect", addrs))?;
-        if server.tls == TlsMode::Starttls {
+        if let Security::Starttls(parameters) = &server.security {
             if !conn.server_info().supports_feature(Extension::StartTls) {
                 // STARTTLS is required: nothing else goes over this connection.
                 let _ = conn.quit().await;
@@ -220,8 +236,9 @@ impl Pool {
                     ),
                 ));
             }
-            let parameters = server.tls_parameters.clone().expect("built for starttls");
-            conn.starttls(parameters, &self.hello).await.map_err(|e| self.connect_error(&e, "STARTTLS", addrs))?;
+            conn.starttls(parameters.clone(), &self.hello)
+                .await
+                .map_err(|e| self.connect_error(&e, "STARTTLS", addrs))?;
         }
         if let Some(credentials) = &server.credentials {
             if conn.server_info().get_auth_mechanism(&MECHANISMS).is_none() {

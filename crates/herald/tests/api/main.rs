@@ -4,7 +4,9 @@
 
 mod helpers;
 mod sink;
+mod smtp;
 
+mod channels_email;
 mod cluster;
 mod crash;
 mod delivery;

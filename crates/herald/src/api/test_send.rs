@@ -124,7 +124,9 @@ pub async fn test(
     state.db.complete(std::slice::from_ref(&done)).await?;
     let success = done.new_status == "sent";
     let message = if success {
-        format!("test message delivered{}", done.status_code.map(|c| format!(" (HTTP {c})")).unwrap_or_default())
+        // The status code is an SMTP reply code for email, an HTTP status otherwise.
+        let protocol = if row.kind == "email" { "SMTP" } else { "HTTP" };
+        format!("test message delivered{}", done.status_code.map(|c| format!(" ({protocol} {c})")).unwrap_or_default())
     } else {
         done.error.clone().unwrap_or_else(|| "the test message was not delivered".into())
     };

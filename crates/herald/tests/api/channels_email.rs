@@ -220,6 +220,7 @@ async fn implicit_tls_from_the_first_byte() {
         .await;
     let (s, test) = app.post(&format!("/v1/integrations/{int}/test"), json!({})).await;
     assert_eq!((s.as_u16(), &test["success"]), (200, &json!(true)), "{test}");
+    assert_eq!(test["message"], json!("test message delivered (SMTP 250)"));
     assert!(server.commands().iter().all(|c| c.tls), "{:?}", server.commands());
     assert_eq!(server.delivered()[0].auth.as_ref().map(|a| a.0.as_str()), Some("PLAIN"));
 }

@@ -10,11 +10,13 @@ use std::{future::Future, pin::Pin, sync::Arc};
 pub use herald_core::Outcome;
 
 pub mod http;
+pub mod jira;
 pub mod outbound;
 pub mod registry;
 pub mod render;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod twilio_sms;
 pub mod webhook;
 
 pub use herald_core::Severity;

@@ -123,14 +123,10 @@ fn parse(config: &Value) -> Result<(JiraConfig, Parsed), ConfigError> {
         ));
     }
     let issue_type = name(required(&raw.issue_type, "issue_type")?, "issue_type")?;
-    let priority = match &raw.priority {
+    let priority = match raw.priority.as_deref().map(str::trim) {
         None => None,
-        Some(p) => Some(name(
-            Some(p.trim())
-                .filter(|p| !p.is_empty())
-                .ok_or_else(|| ConfigError::new("priority", "must not be empty"))?,
-            "priority",
-        )?),
+        Some("") => return Err(ConfigError::new("priority", "must not be empty")),
+        Some(p) => Some(name(p, "priority")?),
     };
     let labels = parse_labels(&raw.labels)?;
     Ok((

@@ -5,6 +5,7 @@
 mod helpers;
 mod sink;
 
+mod channels_tickets;
 mod cluster;
 mod crash;
 mod delivery;

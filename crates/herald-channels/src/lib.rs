@@ -11,11 +11,13 @@ pub use herald_core::Outcome;
 
 pub mod email;
 pub mod http;
+pub mod jira;
 pub mod outbound;
 pub mod registry;
 pub mod render;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod twilio_sms;
 pub mod webhook;
 
 pub use herald_core::Severity;

@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use crate::{Channel, email::Email, webhook::Webhook};
+use crate::{Channel, email::Email, jira::Jira, twilio_sms::TwilioSms, webhook::Webhook};
 
 /// Every channel, by its type name.
 #[derive(Clone)]
@@ -13,7 +13,12 @@ pub struct Registry {
 impl Registry {
     /// The registry with every built-in channel.
     pub fn builtin() -> Self {
-        let list: Vec<Arc<dyn Channel>> = vec![Arc::new(Webhook), Arc::new(Email)];
+        let list: Vec<Arc<dyn Channel>> = vec![
+            Arc::new(Webhook),
+            Arc::new(Email),
+            Arc::new(Jira),
+            Arc::new(TwilioSms),
+        ];
         Self { channels: list.into_iter().map(|c| (c.kind(), c)).collect() }
     }
 

@@ -7,6 +7,7 @@ mod sink;
 mod smtp;
 
 mod channels_email;
+mod channels_tickets;
 mod cluster;
 mod crash;
 mod delivery;

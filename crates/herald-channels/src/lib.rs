@@ -9,10 +9,16 @@ use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use herald_core::Outcome;
 
+pub mod chat;
+pub mod discord;
+pub mod google_chat;
 pub mod http;
+pub mod mattermost;
 pub mod outbound;
 pub mod registry;
 pub mod render;
+pub mod slack;
+pub mod teams;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod webhook;

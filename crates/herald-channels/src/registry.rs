@@ -2,7 +2,10 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use crate::{Channel, webhook::Webhook};
+use crate::{
+    Channel, chat::Chat, discord::Discord, google_chat::GoogleChat, mattermost::Mattermost, slack::Slack, teams::Teams,
+    webhook::Webhook,
+};
 
 /// Every channel, by its type name.
 #[derive(Clone)]
@@ -13,7 +16,14 @@ pub struct Registry {
 impl Registry {
     /// The registry with every built-in channel.
     pub fn builtin() -> Self {
-        let list: Vec<Arc<dyn Channel>> = vec![Arc::new(Webhook)];
+        let list: Vec<Arc<dyn Channel>> = vec![
+            Arc::new(Webhook),
+            Arc::new(Chat(Slack)),
+            Arc::new(Chat(Discord)),
+            Arc::new(Chat(Teams)),
+            Arc::new(Chat(Mattermost)),
+            Arc::new(Chat(GoogleChat)),
+        ];
         Self { channels: list.into_iter().map(|c| (c.kind(), c)).collect() }
     }
 

@@ -106,7 +106,13 @@ impl<P: Provider> Channel for Chat<P> {
         // The policy is checked on every send rather than here, so a target
         // built before the policy tightened still cannot reach a refused address.
         let (url, options) = parse(&self.0, config)?;
-        Ok(Arc::new(ChatTarget { provider: self.0.clone(), url, options, client: ctx.http.clone(), policy: ctx.policy }))
+        Ok(Arc::new(ChatTarget {
+            provider: self.0.clone(),
+            url,
+            options,
+            client: ctx.http.clone(),
+            policy: ctx.policy,
+        }))
     }
 }
 

@@ -72,7 +72,10 @@ impl Provider for Discord {
         if let Some(name) = &options.username {
             let lower = name.to_lowercase();
             if lower.contains("clyde") || lower.contains("discord") {
-                return Err(ConfigError::new("username", "may not contain \"clyde\" or \"discord\" (Discord refuses it)"));
+                return Err(ConfigError::new(
+                    "username",
+                    "may not contain \"clyde\" or \"discord\" (Discord refuses it)",
+                ));
             }
         }
         if let Some(avatar) = &options.avatar_url {
@@ -90,7 +93,8 @@ impl Provider for Discord {
         let content = message.content;
         let theme = content.theme();
         let title = chat::fit(&content.title, MAX_TITLE, escape);
-        let footer = chat::fit(&format!("{} {} · {}", theme.emoji, theme.label, message.event_type), MAX_FOOTER, escape);
+        let footer =
+            chat::fit(&format!("{} {} · {}", theme.emoji, theme.label, message.event_type), MAX_FOOTER, escape);
         let fields: Vec<(String, String)> = content
             .fields
             .iter()
@@ -107,9 +111,10 @@ impl Provider for Discord {
             "timestamp": message.timestamp,
             "footer": {"text": footer},
         });
-        if !content.body.is_empty() {
-            let room = MAX_DESCRIPTION.min(MAX_EMBED_TOTAL.saturating_sub(used));
-            embed["description"] = json!(chat::fit(&content.body, room, escape));
+        let room = MAX_DESCRIPTION.min(MAX_EMBED_TOTAL.saturating_sub(used));
+        let description = chat::fit(&content.body, room, escape);
+        if !description.is_empty() {
+            embed["description"] = json!(description);
         }
         if let Some(link) = &content.link {
             embed["url"] = json!(link);

@@ -69,10 +69,13 @@ impl Provider for GoogleChat {
             widgets.push(json!({"textParagraph": {"text": chat::fit(&content.body, MAX_TEXT, html)}}));
         }
         for (key, value) in &content.fields {
-            widgets.push(json!({"decoratedText": {"topLabel": key, "text": chat::fit(value, MAX_FACT, html), "wrapText": true}}));
+            widgets.push(
+                json!({"decoratedText": {"topLabel": key, "text": chat::fit(value, MAX_FACT, html), "wrapText": true}}),
+            );
         }
         if let Some(link) = &content.link {
-            widgets.push(json!({"buttonList": {"buttons": [{"text": "Open", "onClick": {"openLink": {"url": link}}}]}}));
+            widgets
+                .push(json!({"buttonList": {"buttons": [{"text": "Open", "onClick": {"openLink": {"url": link}}}]}}));
         }
         let mut card = json!({
             "header": {
@@ -163,7 +166,9 @@ mod tests {
             outcome,
             Outcome::Delivered {
                 status_code: Some(200),
-                detail: Some(r#"{"name":"spaces/AAAA/messages/BBB.BBB","thread":{"name":"spaces/AAAA/threads/BBB"}}"#.into()),
+                detail: Some(
+                    r#"{"name":"spaces/AAAA/messages/BBB.BBB","thread":{"name":"spaces/AAAA/threads/BBB"}}"#.into()
+                ),
             }
         );
         let seen = chat.one();
@@ -215,10 +220,15 @@ mod tests {
         assert_eq!(got[0].label(), "failed");
         assert_eq!(
             got[0].error(),
-            Some("HTTP 400 Bad Request: Invalid JSON payload received. Unknown name \"cards_v3\": Cannot find field. (INVALID_ARGUMENT)")
+            Some(
+                "HTTP 400 Bad Request: Invalid JSON payload received. Unknown name \"cards_v3\": Cannot find field. (INVALID_ARGUMENT)"
+            )
         );
         assert_eq!(got[1].label(), "retry");
-        assert_eq!(got[1].error(), Some("HTTP 429 Too Many Requests: Resource has been exhausted (e.g. check quota). (RESOURCE_EXHAUSTED)"));
+        assert_eq!(
+            got[1].error(),
+            Some("HTTP 429 Too Many Requests: Resource has been exhausted (e.g. check quota). (RESOURCE_EXHAUSTED)")
+        );
         assert_eq!(got[2].error(), Some("HTTP 403 Forbidden: The caller does not have permission (PERMISSION_DENIED)"));
         assert_eq!(got[3].error(), Some("HTTP 404 Not Found: Requested entity was not found. (NOT_FOUND)"));
         // An answer without a message name keeps its excerpt.

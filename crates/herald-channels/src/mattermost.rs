@@ -100,7 +100,9 @@ impl Provider for Mattermost {
             "text": format!("{} **{}** · {}", theme.emoji, theme.label, escape(message.event_type)),
             "attachments": [attachment],
         });
-        for (key, value) in [("channel", &options.channel), ("username", &options.username), ("icon_url", &options.icon_url)] {
+        for (key, value) in
+            [("channel", &options.channel), ("username", &options.username), ("icon_url", &options.icon_url)]
+        {
             if let Some(value) = value {
                 payload[key] = json!(value);
             }
@@ -215,7 +217,10 @@ mod tests {
             got.push(target.send(&sample.message(), TIMEOUT).await);
         }
         assert_eq!(got[0].label(), "failed");
-        assert_eq!(got[0].error(), Some("HTTP 400 Bad Request: Invalid webhook. (web.incoming_webhook.invalid.app_error)"));
+        assert_eq!(
+            got[0].error(),
+            Some("HTTP 400 Bad Request: Invalid webhook. (web.incoming_webhook.invalid.app_error)")
+        );
         assert_eq!(
             got[1].error(),
             Some(
@@ -225,6 +230,9 @@ mod tests {
         );
         assert_eq!(got[2].error(), Some("HTTP 404 Not Found: 404 page not found"));
         let Outcome::Retry { after, error, .. } = &got[3] else { panic!("{:?}", got[3]) };
-        assert_eq!((*after, error.as_str()), (Some(Duration::from_secs(5)), "HTTP 503 Service Unavailable: upstream unavailable"));
+        assert_eq!(
+            (*after, error.as_str()),
+            (Some(Duration::from_secs(5)), "HTTP 503 Service Unavailable: upstream unavailable")
+        );
     }
 }

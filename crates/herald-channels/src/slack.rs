@@ -89,7 +89,7 @@ impl Provider for Slack {
                 .take(MAX_FIELDS)
                 .map(|(k, v)| {
                     let key = esc(k);
-                    let value = chat::fit(v, MAX_FIELD - key.chars().count() - 3, esc);
+                    let value = chat::fit(v, MAX_FIELD.saturating_sub(key.chars().count() + 3), esc);
                     json!({"type": "mrkdwn", "text": format!("*{key}*\n{value}")})
                 })
                 .collect();
@@ -119,7 +119,8 @@ impl Provider for Slack {
             "blocks": blocks,
             "attachments": [{"color": theme.color, "blocks": details}],
         });
-        for (key, value) in [("channel", &options.channel), ("username", &options.username), ("icon_emoji", &options.icon_emoji)]
+        for (key, value) in
+            [("channel", &options.channel), ("username", &options.username), ("icon_emoji", &options.icon_emoji)]
         {
             if let Some(value) = value {
                 payload[key] = json!(value);
@@ -170,8 +171,9 @@ mod tests {
         assert_eq!(field(json!({"webhook_url": url, "channel": ""})), "channel");
         assert_eq!(field(json!({"webhook_url": url, "username": 5})), "username");
         assert_eq!(field(json!({"webhook_url": url, "icon_emoji": "bell"})), "icon_emoji");
-        let prepared =
-            Chat(Slack).prepare(json!({"webhook_url": url, "icon_emoji": ":bell:", "channel": null}), &ctx(false)).unwrap();
+        let prepared = Chat(Slack)
+            .prepare(json!({"webhook_url": url, "icon_emoji": ":bell:", "channel": null}), &ctx(false))
+            .unwrap();
         assert_eq!(prepared, json!({"webhook_url": url, "icon_emoji": ":bell:"}));
         assert_eq!(Chat(Slack).secret_fields(), ["webhook_url"]);
         assert_eq!(Chat(Slack).schema()["properties"]["webhook_url"]["secret"], true);

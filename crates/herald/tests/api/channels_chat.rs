@@ -25,7 +25,10 @@ async fn post(app: &App, event_type: &str, severity: &str, data: Value) -> Poste
     let deliveries = app.routed(&event).await;
     assert_eq!(deliveries.len(), 1, "{deliveries:?}");
     let (_, e) = app.get(&format!("/v1/events/{event}")).await;
-    Posted { delivery: deliveries[0]["id"].as_str().unwrap().to_owned(), at: e["created_at"].as_str().unwrap().to_owned() }
+    Posted {
+        delivery: deliveries[0]["id"].as_str().unwrap().to_owned(),
+        at: e["created_at"].as_str().unwrap().to_owned(),
+    }
 }
 
 async fn spawn_sqlite() -> (App, TestDb, TempDir) {
@@ -124,7 +127,10 @@ async fn discord_gets_an_embed_honours_retry_after_and_test_sends() {
     let sink = Sink::start().await;
     let message = json!({"id": "1187000000000000001", "channel_id": "1187000000000000002", "type": 0, "content": ""});
     let int = app
-        .integration("discord", json!({"webhook_url": format!("{}/api/webhooks/1/tok", sink.base()), "username": "Herald"}))
+        .integration(
+            "discord",
+            json!({"webhook_url": format!("{}/api/webhooks/1/tok", sink.base()), "username": "Herald"}),
+        )
         .await;
     let (_, got) = app.get(&format!("/v1/integrations/{int}")).await;
     assert_eq!(got["config"]["webhook_url"], json!("********"));
@@ -240,7 +246,8 @@ async fn teams_gets_an_adaptive_card_or_a_message_card_and_a_hidden_429_is_retri
         ),
         Reply::status(200).with_body("1"),
     ]);
-    let posted = post(&app, "cert.expiring", "warning", json!({"title": "Cert expiring", "domain": "example.com"})).await;
+    let posted =
+        post(&app, "cert.expiring", "warning", json!({"title": "Cert expiring", "domain": "example.com"})).await;
     let done = app.wait_for_delivery(&posted.delivery, "sent").await;
     let tries = attempts(&done);
     assert_eq!(tries.len(), 2, "{done}");
@@ -274,7 +281,13 @@ async fn mattermost_gets_an_attachment_and_its_errors_are_kept() {
     app.rule(&["job.*"], None, &[&int]).await;
 
     sink.script([Reply::status(200).with_body("ok")]);
-    let posted = post(&app, "job.failed", "error", json!({"title": "Nightly failed", "message": "@channel look", "job": "nightly"})).await;
+    let posted = post(
+        &app,
+        "job.failed",
+        "error",
+        json!({"title": "Nightly failed", "message": "@channel look", "job": "nightly"}),
+    )
+    .await;
     app.wait_for_delivery(&posted.delivery, "sent").await;
     let got = &sink.received()[0];
     assert_eq!(got.uri.to_string(), "/hooks/k3y");

@@ -9,12 +9,18 @@ use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use herald_core::Outcome;
 
+pub mod chat;
+pub mod discord;
 pub mod email;
+pub mod google_chat;
 pub mod http;
 pub mod jira;
+pub mod mattermost;
 pub mod outbound;
 pub mod registry;
 pub mod render;
+pub mod slack;
+pub mod teams;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod twilio_sms;

@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use crate::{Channel, email::Email, jira::Jira, twilio_sms::TwilioSms, webhook::Webhook};
+use crate::{Channel, chat::Chat};
 
 /// Every channel, by its type name.
 #[derive(Clone)]
@@ -14,10 +14,15 @@ impl Registry {
     /// The registry with every built-in channel.
     pub fn builtin() -> Self {
         let list: Vec<Arc<dyn Channel>> = vec![
-            Arc::new(Webhook),
-            Arc::new(Email),
-            Arc::new(Jira),
-            Arc::new(TwilioSms),
+            Arc::new(crate::webhook::Webhook),
+            Arc::new(crate::email::Email),
+            Arc::new(crate::jira::Jira),
+            Arc::new(crate::twilio_sms::TwilioSms),
+            Arc::new(Chat(crate::slack::Slack)),
+            Arc::new(Chat(crate::discord::Discord)),
+            Arc::new(Chat(crate::teams::Teams)),
+            Arc::new(Chat(crate::mattermost::Mattermost)),
+            Arc::new(Chat(crate::google_chat::GoogleChat)),
         ];
         Self { channels: list.into_iter().map(|c| (c.kind(), c)).collect() }
     }

@@ -6,6 +6,7 @@ mod helpers;
 mod sink;
 mod smtp;
 
+mod channels_chat;
 mod channels_email;
 mod channels_tickets;
 mod cluster;

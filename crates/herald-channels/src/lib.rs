@@ -9,10 +9,17 @@ use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use herald_core::Outcome;
 
+pub mod gotify;
+pub(crate) mod html_text;
 pub mod http;
+pub mod matrix;
+pub mod ntfy;
 pub mod outbound;
+pub(crate) mod provider_api;
+pub mod pushover;
 pub mod registry;
 pub mod render;
+pub mod telegram;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod webhook;

@@ -13,7 +13,14 @@ pub struct Registry {
 impl Registry {
     /// The registry with every built-in channel.
     pub fn builtin() -> Self {
-        let list: Vec<Arc<dyn Channel>> = vec![Arc::new(Webhook)];
+        let list: Vec<Arc<dyn Channel>> = vec![
+            Arc::new(Webhook),
+            Arc::new(crate::telegram::Telegram),
+            Arc::new(crate::matrix::Matrix),
+            Arc::new(crate::ntfy::Ntfy),
+            Arc::new(crate::gotify::Gotify),
+            Arc::new(crate::pushover::Pushover),
+        ];
         Self { channels: list.into_iter().map(|c| (c.kind(), c)).collect() }
     }
 

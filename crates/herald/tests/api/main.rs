@@ -5,6 +5,7 @@
 mod helpers;
 mod sink;
 
+mod channels_bots;
 mod cluster;
 mod crash;
 mod delivery;

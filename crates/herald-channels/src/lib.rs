@@ -16,11 +16,18 @@ pub mod google_chat;
 pub mod http;
 pub mod jira;
 pub mod mattermost;
+pub mod gotify;
+pub(crate) mod html_text;
+pub mod matrix;
+pub mod ntfy;
 pub mod outbound;
+pub(crate) mod provider_api;
+pub mod pushover;
 pub mod registry;
 pub mod render;
 pub mod slack;
 pub mod teams;
+pub mod telegram;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod twilio_sms;

@@ -23,6 +23,12 @@ impl Registry {
             Arc::new(Chat(crate::teams::Teams)),
             Arc::new(Chat(crate::mattermost::Mattermost)),
             Arc::new(Chat(crate::google_chat::GoogleChat)),
+            Arc::new(Webhook),
+            Arc::new(crate::telegram::Telegram),
+            Arc::new(crate::matrix::Matrix),
+            Arc::new(crate::ntfy::Ntfy),
+            Arc::new(crate::gotify::Gotify),
+            Arc::new(crate::pushover::Pushover),
         ];
         Self { channels: list.into_iter().map(|c| (c.kind(), c)).collect() }
     }

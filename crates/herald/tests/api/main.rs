@@ -9,6 +9,7 @@ mod smtp;
 mod channels_chat;
 mod channels_email;
 mod channels_tickets;
+mod channels_bots;
 mod cluster;
 mod crash;
 mod delivery;

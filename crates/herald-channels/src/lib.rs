@@ -15,6 +15,7 @@ pub mod registry;
 pub mod render;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod web_push;
 pub mod webhook;
 
 pub use herald_core::Severity;

@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use crate::{Channel, webhook::Webhook};
+use crate::{Channel, web_push::WebPush, webhook::Webhook};
 
 /// Every channel, by its type name.
 #[derive(Clone)]
@@ -13,7 +13,7 @@ pub struct Registry {
 impl Registry {
     /// The registry with every built-in channel.
     pub fn builtin() -> Self {
-        let list: Vec<Arc<dyn Channel>> = vec![Arc::new(Webhook)];
+        let list: Vec<Arc<dyn Channel>> = vec![Arc::new(Webhook), Arc::new(WebPush)];
         Self { channels: list.into_iter().map(|c| (c.kind(), c)).collect() }
     }
 

@@ -5,6 +5,7 @@
 mod helpers;
 mod sink;
 
+mod channels_web_push;
 mod cluster;
 mod crash;
 mod delivery;

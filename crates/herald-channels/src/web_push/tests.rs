@@ -278,7 +278,7 @@ async fn one_accepting_service_makes_the_delivery_sent() {
     let Outcome::Delivered { status_code: Some(201), detail: Some(detail) } = &outcome else { panic!("{outcome:?}") };
     assert!(detail.contains(&format!("{}: HTTP 410 Gone", gone.base())), "{detail}");
     assert!(detail.contains(&format!("{}: HTTP 503 Service Unavailable", busy.base())), "{detail}");
-    assert_eq!(sample.report.gone_subscriptions(), [gone_endpoint.clone()]);
+    assert_eq!(sample.report.gone_subscriptions(), std::slice::from_ref(&gone_endpoint));
 
     // None accepted, one may later: retry, after the longest wait asked.
     let sample = Sample::new("disk.full", Severity::Error, json!({}));

@@ -7,9 +7,13 @@
 //! ones a push service reports gone ([`crate::Report`]). A push endpoint URL
 //! is a capability: it appears in errors, details and logs only as its origin.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use futures::future::join_all;
+use futures::{StreamExt as _, stream};
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -40,6 +44,8 @@ const MAX_SUBJECT: usize = 256;
 const MAX_ENDPOINT: usize = 2048;
 /// The longest error text kept (the completer keeps 1 KiB of detail).
 const MAX_TEXT: usize = 1024;
+/// Requests in flight at once for one message.
+const PARALLEL: usize = 16;
 
 /// The `web_push` channel.
 #[derive(Debug, Clone, Copy, Default)]
@@ -341,8 +347,10 @@ impl WebPushTarget {
             topic: topic(message.delivery_id),
             now: chrono::Utc::now().timestamp(),
         };
-        let sends = message.push.iter().map(|sub| self.send_one(sub, &body, &headers, timeout));
-        let results = join_all(sends).await;
+        // The whole attempt, every subscription included, ends by the deadline.
+        let deadline = Instant::now() + timeout;
+        let sends: Vec<_> = message.push.iter().map(|sub| self.send_one(sub, &body, &headers, deadline)).collect();
+        let results: Vec<Sent> = stream::iter(sends).buffered(PARALLEL).collect().await;
         for (sub, sent) in message.push.iter().zip(&results) {
             if matches!(sent.outcome.status_code(), Some(404 | 410)) {
                 message.report.subscription_gone(&sub.endpoint);
@@ -351,7 +359,7 @@ impl WebPushTarget {
         aggregate(results)
     }
 
-    async fn send_one(&self, sub: &PushSubscription, body: &[u8], headers: &Headers, timeout: Duration) -> Sent {
+    async fn send_one(&self, sub: &PushSubscription, body: &[u8], headers: &Headers, deadline: Instant) -> Sent {
         let failed = |origin: String, error: String| Sent {
             origin,
             outcome: Outcome::Failed { status_code: None, error, detail: None },
@@ -384,7 +392,12 @@ impl WebPushTarget {
         if let Some(topic) = &headers.topic {
             request = request.header("Topic", topic);
         }
-        let outcome = refine(crate::http::send_and_classify(request, timeout).await);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let error = "the attempt timed out before this subscription's turn".to_owned();
+            return Sent { origin, outcome: Outcome::Retry { status_code: None, after: None, error, detail: None } };
+        }
+        let outcome = refine(crate::http::send_and_classify(request, left).await);
         Sent { origin, outcome }
     }
 }

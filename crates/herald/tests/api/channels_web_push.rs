@@ -214,6 +214,22 @@ async fn test_send_goes_to_a_recipients_browsers() {
     assert_eq!(payload["event_type"], "herald.test");
     assert_eq!(payload["body"], "This is a test message from Herald.\n\nintegration: web_push");
 
+    // Changing the config keeps the key pair the browsers subscribed with.
+    let (status, patched) = app
+        .request(Method::PATCH, &format!("/v1/integrations/{int}"), ADMIN, Some(&json!({"config": {"ttl": 120}})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!((&patched["config"]["vapid_public_key"], &patched["config"]["ttl"]), (&json!(public), &json!(120)));
+    let (status, answer) = app
+        .request(
+            Method::PATCH,
+            &format!("/v1/integrations/{int}"),
+            ADMIN,
+            Some(&json!({"config": {"vapid_public_key": Browser::new().subscription("")["keys"]["p256dh"]}})),
+        )
+        .await;
+    assert_eq!((status, &answer["field"]), (StatusCode::BAD_REQUEST, &json!("config.vapid_public_key")), "{answer}");
+
     // No `to` in the config and no recipient: nobody to send to.
     let (_, answer) = app.post(&format!("/v1/integrations/{int}/test"), json!({})).await;
     assert_eq!(answer["success"], false);

@@ -31,6 +31,7 @@ pub mod telegram;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod twilio_sms;
+pub mod web_push;
 pub mod webhook;
 
 pub use herald_core::Severity;

@@ -3,6 +3,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use crate::{Channel, chat::Chat};
+use crate::{Channel, web_push::WebPush, webhook::Webhook};
 
 /// Every channel, by its type name.
 #[derive(Clone)]
@@ -30,6 +31,7 @@ impl Registry {
             Arc::new(crate::gotify::Gotify),
             Arc::new(crate::pushover::Pushover),
         ];
+        let list: Vec<Arc<dyn Channel>> = vec![Arc::new(Webhook), Arc::new(WebPush)];
         Self { channels: list.into_iter().map(|c| (c.kind(), c)).collect() }
     }
 

@@ -126,6 +126,10 @@ define_id!(
     /// Identifies a tenant API key (not the key itself).
     KeyId, "key", "API key"
 );
+define_id!(
+    /// Identifies a stored Web Push subscription.
+    PushSubscriptionId, "psub", "push subscription"
+);
 
 #[cfg(test)]
 mod tests {

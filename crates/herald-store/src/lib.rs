@@ -18,6 +18,7 @@ use sqlx::{
 pub mod deliveries;
 pub mod events;
 pub mod integrations;
+pub mod push;
 pub mod queue;
 pub mod rules;
 mod sql;

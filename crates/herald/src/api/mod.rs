@@ -10,6 +10,7 @@ mod events;
 mod integrations;
 mod ops;
 pub mod page;
+mod push;
 mod rules;
 pub mod test_send;
 
@@ -22,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .merge(rules::routes())
         .merge(deliveries::routes())
         .merge(admin::routes())
+        .merge(push::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::disable())

@@ -95,7 +95,7 @@ pub async fn run(state: &AppState, targets: &TargetCache, job: &Job, to: Option<
         return done;
     }
     let outcome = match targets.get_or_build(state, job, config, updated_at) {
-        Ok(target) => send(target.as_ref(), job, to, state).await,
+        Ok(target) => send(target.as_ref(), job, config, to, state).await,
         Err(error) => Outcome::Failed { status_code: None, error, detail: None },
     };
     let finished = now_ms();
@@ -127,17 +127,24 @@ pub async fn run(state: &AppState, targets: &TargetCache, job: &Job, to: Option<
     done
 }
 
-async fn send(target: &dyn Target, job: &Job, to: Option<&str>, state: &AppState) -> Outcome {
+async fn send(target: &dyn Target, job: &Job, config: &str, to: Option<&str>, state: &AppState) -> Outcome {
     let data: serde_json::Value = serde_json::from_str(&job.data).unwrap_or_default();
     let timestamp = rfc3339(job.event_created_at);
     let link = state.config.public_url.as_ref().map(|base| format!("{base}/v1/events/{}", job.event_id));
     let content = Content::from_event(&job.event_type, Severity::from_stored(&job.severity), &data, link.as_deref());
     let report = Report::default();
+    let push = match super::push::subscriptions(state, job, config, to).await {
+        Ok(push) => push,
+        Err(outcome) => return outcome,
+    };
     let message = Message {
         to,
+        push: &push,
         ..Message::new((&job.delivery_id, &job.event_id), &job.event_type, &timestamp, &data, &content, &report)
     };
-    target.send(&message, state.config.attempt_timeout).await
+    let outcome = target.send(&message, state.config.attempt_timeout).await;
+    super::push::forget_gone(state, job, &report).await;
+    outcome
 }
 
 fn truncate(text: &str, max: usize) -> String {

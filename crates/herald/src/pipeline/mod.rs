@@ -3,6 +3,7 @@
 
 pub mod attempt;
 pub mod ingest;
+mod push;
 pub mod router;
 pub mod wake;
 pub mod worker;

@@ -10,6 +10,7 @@ mod channels_chat;
 mod channels_email;
 mod channels_tickets;
 mod channels_bots;
+mod channels_web_push;
 mod cluster;
 mod crash;
 mod delivery;

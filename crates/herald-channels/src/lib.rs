@@ -9,6 +9,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use herald_core::Outcome;
 
+pub mod apprise;
 pub mod http;
 pub mod outbound;
 pub mod registry;

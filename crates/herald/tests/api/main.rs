@@ -5,6 +5,7 @@
 mod helpers;
 mod sink;
 
+mod channels_apprise;
 mod cluster;
 mod crash;
 mod delivery;

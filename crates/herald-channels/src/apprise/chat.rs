@@ -4,7 +4,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     AppriseError, alnum_dash, secure, token,
-    url::{Raw, Server, bad_value, decode, list},
+    url::{Raw, Server, bad_value, decode},
     webhooks::one_target,
 };
 
@@ -42,16 +42,7 @@ pub(super) fn telegram(raw: &Raw) -> Result<Value, AppriseError> {
             "must be the bot token from @BotFather: digits, a colon, then letters (123456789:ABC-def…)",
         ));
     }
-    let mut targets: Vec<(String, String)> = raw
-        .segments
-        .iter()
-        .enumerate()
-        .skip(first_chat - 1)
-        .map(|(i, s)| (format!("path segment {} (chat id)", i + 1), s.clone()))
-        .collect();
-    if let Some(to) = to {
-        targets.extend(list(to).map(|t| ("query parameter `to`".to_owned(), t.to_owned())));
-    }
+    let targets = raw.targets(first_chat, "chat id", to);
     let (part, target) = one_target(targets, "chat")?.ok_or_else(|| {
         AppriseError::new(
             format!("path segment {first_chat} (chat id)"),
@@ -131,11 +122,7 @@ pub(super) fn matrix(raw: &Raw) -> Result<Value, AppriseError> {
         return Err(AppriseError::new(part, "must not contain spaces"));
     }
     let server = Server::parse(&creds.rest)?;
-    let mut targets: Vec<(String, String)> =
-        raw.segments.iter().enumerate().map(|(i, s)| (format!("path segment {} (room)", i + 1), s.clone())).collect();
-    if let Some(to) = to {
-        targets.extend(list(to).map(|t| ("query parameter `to`".to_owned(), t.to_owned())));
-    }
+    let targets = raw.targets(1, "room", to);
     let (part, room) = one_target(targets, "room")?.ok_or_else(|| {
         AppriseError::new("path segment 1 (room)", "is missing: write /#alias:server or /!roomid:server")
     })?;

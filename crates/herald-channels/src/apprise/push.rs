@@ -25,8 +25,7 @@ pub(super) fn ntfy(raw: &Raw) -> Result<Value, AppriseError> {
     let tags = q.take_any(&["tags", "xtags"]).map(|(_, v)| v);
     q.ignore(&["image", "avatar_url"]);
     let creds = raw.credentials()?;
-    let mut topics: Vec<(String, String)> =
-        raw.segments.iter().enumerate().map(|(i, s)| (format!("path segment {} (topic)", i + 1), s.clone())).collect();
+    let mut topics = raw.targets(1, "topic", to);
     let host_like = is_host_name(creds.rest.split(':').next().unwrap_or_default()) || creds.rest.starts_with('[');
     let cloud = match mode.map(str::to_ascii_lowercase).as_deref() {
         Some("cloud") => true,
@@ -44,9 +43,6 @@ pub(super) fn ntfy(raw: &Raw) -> Result<Value, AppriseError> {
     } else {
         Some(Server::parse(&creds.rest)?.origin(secure(raw)))
     };
-    if let Some(to) = to {
-        topics.extend(list(to).map(|t| ("query parameter `to`".to_owned(), t.to_owned())));
-    }
     let (part, topic) = one_target(topics, "topic")?.ok_or_else(|| {
         AppriseError::new("path segment 1 (topic)", "is missing (ntfys://host/topic or ntfys://topic)")
     })?;
@@ -154,11 +150,7 @@ pub(super) fn pushover(raw: &Raw) -> Result<Value, AppriseError> {
     if !token(&app_token, alnum) {
         return Err(AppriseError::new("host (app token)", "must be the application's API token (letters and digits)"));
     }
-    let mut devices: Vec<(String, String)> =
-        raw.segments.iter().enumerate().map(|(i, s)| (format!("path segment {} (device)", i + 1), s.clone())).collect();
-    if let Some(to) = to {
-        devices.extend(list(to).map(|d| ("query parameter `to`".to_owned(), d.to_owned())));
-    }
+    let devices = raw.targets(1, "device", to);
     let mut config = Map::new();
     config.insert("user_key".into(), json!(user_key));
     config.insert("app_token".into(), json!(app_token));

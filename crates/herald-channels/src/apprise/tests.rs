@@ -309,9 +309,52 @@ fn valid_cases() -> Vec<(String, &'static str, Value)> {
     ]
 }
 
+/// The examples of docs/channels/apprise-urls.md, kept true.
+fn documented_cases() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        (
+            "mailtos://herald:p%40ss@mail.example.com?mode=ssl&from=Herald%20<noreply@example.com>&reply=help@example.com",
+            "email",
+            json!({"host": "mail.example.com", "port": 465, "tls": "implicit", "username": "herald", "password": "p@ss",
+                   "from_email": "noreply@example.com", "from_name": "Herald", "reply_to": "help@example.com",
+                   "to": ["noreply@example.com"]}),
+        ),
+        (
+            "tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/-1001234567890:42?silent=yes",
+            "telegram",
+            json!({"bot_token": "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", "chat_id": "-1001234567890",
+                   "message_thread_id": 42, "silent": true}),
+        ),
+        (
+            "ntfys://tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2@ntfy.example.com/deploys?priority=high&tags=rocket",
+            "ntfy",
+            json!({"server_url": "https://ntfy.example.com", "topic": "deploys",
+                   "token": "tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2", "priority": 4, "tags": ["rocket"]}),
+        ),
+        (
+            "pover://uQiRzpo4DXghDmr9QzzfQu27cmVRsG@azGDORePK8gMaC0QOYAMyEEuzJnyUi/phone?priority=high&sound=siren",
+            "pushover",
+            json!({"user_key": "uQiRzpo4DXghDmr9QzzfQu27cmVRsG", "app_token": "azGDORePK8gMaC0QOYAMyEEuzJnyUi",
+                   "device": "phone", "priority": 1, "sound": "siren"}),
+        ),
+        (
+            "jsons://hooks.example.com/herald?+X-Env=prod&-source=alerts",
+            "webhook",
+            json!({"url": "https://hooks.example.com/herald?source=alerts", "headers": {"X-Env": "prod"}}),
+        ),
+        (
+            "mmosts://Herald@chat.example.com/hooks-prefix/yobjmukpaw3r3urc5h6i369yima?channel=alerts",
+            "mattermost",
+            json!({"webhook_url": "https://chat.example.com/hooks-prefix/hooks/yobjmukpaw3r3urc5h6i369yima",
+                   "channel": "alerts", "username": "Herald"}),
+        ),
+    ]
+}
+
 #[test]
 fn valid_urls_make_the_documented_config() {
-    for (url, kind, config) in valid_cases() {
+    let documented = documented_cases().into_iter().map(|(u, k, c)| (u.to_owned(), k, c));
+    for (url, kind, config) in valid_cases().into_iter().chain(documented) {
         let parsed = parse(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
         assert_eq!((parsed.kind, &parsed.config), (kind, &config), "{url}");
     }

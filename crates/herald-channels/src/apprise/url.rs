@@ -106,6 +106,16 @@ impl Raw {
             .ok_or_else(|| AppriseError::new(format!("path segment {n} ({what})"), "is missing"))
     }
 
+    /// The path segments from number `first` on, each with its part name,
+    /// then the entries of a `?to=` list: the destinations a URL names.
+    pub fn targets(&self, first: usize, what: &str, to: Option<&str>) -> Vec<(String, String)> {
+        let path = self.segments.iter().enumerate().skip(first - 1);
+        let mut targets: Vec<(String, String)> =
+            path.map(|(i, s)| (format!("path segment {} ({what})", i + 1), s.clone())).collect();
+        targets.extend(list(to.unwrap_or_default()).map(|t| ("query parameter `to`".to_owned(), t.to_owned())));
+        targets
+    }
+
     /// Refuses path segments after the first `count`, naming the URL shape.
     pub fn no_more_segments(&self, count: usize, shape: &str) -> Result<(), AppriseError> {
         match self.segments.len() > count {

@@ -13,6 +13,7 @@ pub mod chat;
 pub mod discord;
 pub mod email;
 pub mod google_chat;
+pub mod apprise;
 pub mod http;
 pub mod jira;
 pub mod mattermost;

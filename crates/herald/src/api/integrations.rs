@@ -33,15 +33,25 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/integrations/{id}/test", post(super::test_send::test))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new integration: `type` and `config`, or an Apprise-style `url` that
+/// Herald turns into them (the URL itself is not kept).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IntegrationIn {
     name: String,
     #[serde(rename = "type")]
-    kind: String,
-    config: Value,
+    kind: Option<String>,
+    config: Option<Value>,
+    url: Option<String>,
     #[serde(default = "yes")]
     enabled: bool,
+}
+
+impl std::fmt::Debug for IntegrationIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The config and the URL carry secrets.
+        f.debug_struct("IntegrationIn").field("name", &self.name).field("type", &self.kind).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,15 +199,26 @@ async fn create(
     ApiJson(input): ApiJson<IntegrationIn>,
 ) -> ApiResult<(StatusCode, Json<IntegrationOut>)> {
     check_name(&input.name)?;
-    let channel = channel_of(&state, &input.kind)?;
     let id = IntegrationId::new().into_string();
-    let (config, generated) = prepare_config(&state, channel.as_ref(), &caller.tenant, &id, input.config, None)?;
+    let (kind, config, generated) = match (input.url, input.kind, input.config) {
+        (Some(url), None, None) => from_url(&state, &caller.tenant, &id, &url)?,
+        (Some(_), _, _) => {
+            return Err(ApiError::invalid("url", "give either `url` or `type` and `config`, not both"));
+        }
+        (None, Some(kind), Some(config)) => {
+            let channel = channel_of(&state, &kind)?;
+            let (config, generated) = prepare_config(&state, channel.as_ref(), &caller.tenant, &id, config, None)?;
+            (kind, config, generated)
+        }
+        (None, None, _) => return Err(ApiError::invalid("type", "is required (or give an Apprise-style `url`)")),
+        (None, Some(_), None) => return Err(ApiError::invalid("config", "is required")),
+    };
     let now = now_ms();
     let row = IntegrationRow {
         id,
         tenant_id: caller.tenant,
         name: input.name,
-        kind: input.kind,
+        kind,
         config,
         enabled: input.enabled,
         created_at: now,
@@ -210,6 +231,29 @@ async fn create(
         body.config[field] = json!(value);
     }
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Secrets Herald generated for a new config: (field, value), shown once.
+type Generated = Vec<(String, String)>;
+
+/// An Apprise-style URL made into a type and a prepared config. Every
+/// failure is a 422 on `url` naming the part of the URL at fault; the
+/// message never repeats the URL (it holds secrets).
+fn from_url(state: &AppState, tenant: &str, id: &str, url: &str) -> ApiResult<(String, String, Generated)> {
+    let bad = |detail: String| ApiError::Unprocessable { field: Some("url".into()), detail };
+    let parsed = herald_channels::apprise::parse(url).map_err(|e| bad(e.to_string()))?;
+    let channel = state.channels.get(parsed.kind).cloned().ok_or_else(|| {
+        bad(format!("the URL makes a `{}` integration: unknown integration type on this server", parsed.kind))
+    })?;
+    let (config, generated) =
+        prepare_config(state, channel.as_ref(), tenant, id, parsed.config, None).map_err(|e| match e {
+            ApiError::Invalid { field, detail } => {
+                let field = field.as_deref().unwrap_or("config").trim_start_matches("config.");
+                bad(format!("the {} config made from the URL is refused at `{field}`: {detail}", parsed.kind))
+            }
+            other => other,
+        })?;
+    Ok((parsed.kind.to_owned(), config, generated))
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,7 @@ mod channels_email;
 mod channels_tickets;
 mod channels_bots;
 mod channels_web_push;
+mod channels_apprise;
 mod cluster;
 mod crash;
 mod delivery;

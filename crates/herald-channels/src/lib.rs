@@ -9,17 +9,17 @@ use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use herald_core::Outcome;
 
+pub mod apprise;
 pub mod chat;
 pub mod discord;
 pub mod email;
 pub mod google_chat;
-pub mod apprise;
-pub mod http;
-pub mod jira;
-pub mod mattermost;
 pub mod gotify;
 pub(crate) mod html_text;
+pub mod http;
+pub mod jira;
 pub mod matrix;
+pub mod mattermost;
 pub mod ntfy;
 pub mod outbound;
 pub(crate) mod provider_api;

@@ -3,7 +3,6 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use crate::{Channel, chat::Chat};
-use crate::{Channel, web_push::WebPush, webhook::Webhook};
 
 /// Every channel, by its type name.
 #[derive(Clone)]
@@ -24,14 +23,13 @@ impl Registry {
             Arc::new(Chat(crate::teams::Teams)),
             Arc::new(Chat(crate::mattermost::Mattermost)),
             Arc::new(Chat(crate::google_chat::GoogleChat)),
-            Arc::new(Webhook),
             Arc::new(crate::telegram::Telegram),
             Arc::new(crate::matrix::Matrix),
             Arc::new(crate::ntfy::Ntfy),
             Arc::new(crate::gotify::Gotify),
             Arc::new(crate::pushover::Pushover),
+            Arc::new(crate::web_push::WebPush),
         ];
-        let list: Vec<Arc<dyn Channel>> = vec![Arc::new(Webhook), Arc::new(WebPush)];
         Self { channels: list.into_iter().map(|c| (c.kind(), c)).collect() }
     }
 

@@ -6,12 +6,12 @@ mod helpers;
 mod sink;
 mod smtp;
 
+mod channels_apprise;
+mod channels_bots;
 mod channels_chat;
 mod channels_email;
 mod channels_tickets;
-mod channels_bots;
 mod channels_web_push;
-mod channels_apprise;
 mod cluster;
 mod crash;
 mod delivery;

@@ -5,10 +5,13 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::{AppriseError, parse};
-use crate::{Channel, testing::ctx, webhook::Webhook};
+use crate::{Registry, testing::ctx};
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const MG: &str = "MG0123456789abcdef0123456789abcdef";
+/// Pushover keys are 30 letters and digits (these are Pushover's documentation examples).
+const PO_USER: &str = "uQiRzpo4DXghDmr9QzzfQu27cmVRsG";
+const PO_APP: &str = "azGDORePK8gMaC0QOYAMyEEuzJnyUi";
 
 fn valid_cases() -> Vec<(String, &'static str, Value)> {
     let s = |v: &str| v.to_owned();
@@ -240,14 +243,14 @@ fn valid_cases() -> Vec<(String, &'static str, Value)> {
             json!({"user_key": "uQiRzpo4DXghDmr9QzzfQu27cmVRsG", "app_token": "azGDORePK8gMaC0QOYAMyEEuzJnyUi"}),
         ),
         (
-            s("pover://ukey@atoken/phone?priority=emergency&sound=Siren"),
+            s(&format!("pover://{PO_USER}@{PO_APP}/phone?priority=emergency&sound=Siren")),
             "pushover",
-            json!({"user_key": "ukey", "app_token": "atoken", "device": "phone", "priority": 2, "sound": "siren"}),
+            json!({"user_key": PO_USER, "app_token": PO_APP, "device": "phone", "priority": 2, "sound": "siren"}),
         ),
         (
-            s("pover://ukey@atoken?to=tablet&priority=-1"),
+            s(&format!("pover://{PO_USER}@{PO_APP}?to=tablet&priority=-1")),
             "pushover",
-            json!({"user_key": "ukey", "app_token": "atoken", "device": "tablet", "priority": -1}),
+            json!({"user_key": PO_USER, "app_token": PO_APP, "device": "tablet", "priority": -1}),
         ),
         // --- json → webhook
         (s("json://127.0.0.1:8080/hook"), "webhook", json!({"url": "http://127.0.0.1:8080/hook"})),
@@ -360,14 +363,23 @@ fn valid_urls_make_the_documented_config() {
     }
 }
 
+/// Every config a URL makes is one its channel accepts as it is.
 #[test]
-fn json_urls_make_webhook_configs_the_channel_accepts() {
-    for (url, kind, config) in valid_cases() {
-        if kind == "webhook" {
-            let prepared = Webhook.prepare(config, &ctx(true)).unwrap_or_else(|e| panic!("{url}: {e}"));
-            assert!(prepared["secret"].as_str().unwrap().starts_with("whsec_"), "{url}");
+fn every_config_made_passes_its_channel() {
+    let registry = Registry::builtin();
+    let documented = documented_cases().into_iter().map(|(u, k, c)| (u.to_owned(), k, c));
+    let mut refused = Vec::new();
+    for (url, kind, config) in valid_cases().into_iter().chain(documented) {
+        let channel = registry.get(kind).unwrap_or_else(|| panic!("{url}: no channel `{kind}`"));
+        match channel.prepare(config, &ctx(true)) {
+            Ok(prepared) if kind == "webhook" => {
+                assert!(prepared["secret"].as_str().unwrap().starts_with("whsec_"), "{url}")
+            }
+            Ok(_) => {}
+            Err(e) => refused.push(format!("{url} → {kind}: {e}")),
         }
     }
+    assert!(refused.is_empty(), "configs made from URLs refused by their channel:\n{}", refused.join("\n"));
 }
 
 #[test]

@@ -237,10 +237,10 @@ async fn create(
 type Generated = Vec<(String, String)>;
 
 /// An Apprise-style URL made into a type and a prepared config. Every
-/// failure is a 422 on `url` naming the part of the URL at fault; the
+/// failure is a 400 on `url` naming the part of the URL at fault; the
 /// message never repeats the URL (it holds secrets).
 fn from_url(state: &AppState, tenant: &str, id: &str, url: &str) -> ApiResult<(String, String, Generated)> {
-    let bad = |detail: String| ApiError::Unprocessable { field: Some("url".into()), detail };
+    let bad = |detail: String| ApiError::invalid("url", detail);
     let parsed = herald_channels::apprise::parse(url).map_err(|e| bad(e.to_string()))?;
     let channel = state.channels.get(parsed.kind).cloned().ok_or_else(|| {
         bad(format!("the URL makes a `{}` integration: unknown integration type on this server", parsed.kind))

@@ -6,6 +6,7 @@ mod helpers;
 mod sink;
 mod smtp;
 
+mod channels;
 mod channels_apprise;
 mod channels_bots;
 mod channels_chat;

@@ -177,6 +177,19 @@ pub fn cut(s: &str, max: usize) -> String {
     }
 }
 
+/// At most `max` bytes of `text`, cut on a character boundary (for stored
+/// excerpts, whose limits are in bytes).
+pub fn cut_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -230,6 +243,8 @@ mod tests {
         assert!(c.title.ends_with('…'));
         assert_eq!(cut("abc", 3), "abc");
         assert_eq!(cut("abcd", 3), "ab…");
+        assert_eq!(cut_bytes("aé", 2), "a");
+        assert_eq!(cut_bytes("aé", 3), "aé");
     }
 
     #[test]

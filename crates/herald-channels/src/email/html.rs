@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::{Content, Message, Theme};
+use crate::{Content, Message, Theme, html_text::escape};
 
 /// The text stack every client has some member of.
 const FONT: &str = "-apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-serif";
@@ -110,22 +110,6 @@ fn facts(out: &mut String, content: &Content) {
     out.push_str("</table></td></tr>\n");
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub(super) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -147,7 +131,7 @@ mod tests {
         let html = render(&sample.message());
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("<img"), "{html}");
-        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;<br>\nsecond line</p>"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert('x')&lt;/script&gt;<br>\nsecond line</p>"), "{html}");
         assert!(html.contains("<p style=\"margin:0 0 12px 0;\">next paragraph</p>"), "{html}");
         assert!(html.contains("&lt;b&gt;Build&lt;/b&gt; &amp; &quot;deploy&quot;</h1>"), "{html}");
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;</td>"), "{html}");

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::Outcome;
+use crate::{Outcome, render::cut_bytes};
 
 /// The longest error text kept (the completer keeps 1 KiB of detail).
 const MAX_TEXT: usize = 1024;
@@ -53,11 +53,11 @@ fn provider_text(detail: &str) -> Option<String> {
         return ["message", "reason", "error"]
             .iter()
             .find_map(|k| value.get(*k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()))
-            .map(|s| cut(s, 300));
+            .map(|s| cut_bytes(s, 300).to_owned());
     }
     let text = detail.trim();
     let line = text.lines().next().unwrap_or_default().trim();
-    (!line.is_empty() && !text.starts_with('<')).then(|| cut(line, 300))
+    (!line.is_empty() && !text.starts_with('<')).then(|| cut_bytes(line, 300).to_owned())
 }
 
 /// One outcome for the delivery: sent when any push service accepted it,
@@ -69,21 +69,22 @@ pub(super) fn aggregate(results: Vec<Sent>) -> Outcome {
         }
         other => format!("{}: {}", s.origin, other.error().unwrap_or_default()),
     };
-    let summary = cut(&results.iter().map(line).collect::<Vec<_>>().join("\n"), MAX_TEXT);
+    let summary = cut_bytes(&results.iter().map(line).collect::<Vec<_>>().join("\n"), MAX_TEXT).to_owned();
     let detail = Some(summary);
     if let Some(accepted) = results.iter().find(|s| matches!(s.outcome, Outcome::Delivered { .. })) {
         return Outcome::Delivered { status_code: accepted.outcome.status_code(), detail };
     }
     let error = match results.as_slice() {
         [one] => one.outcome.error().unwrap_or_default().to_owned(),
-        many => cut(
+        many => cut_bytes(
             &format!(
                 "no push service accepted the message ({} subscriptions): {}",
                 many.len(),
                 many.iter().map(line).collect::<Vec<_>>().join("; ")
             ),
             MAX_TEXT,
-        ),
+        )
+        .to_owned(),
     };
     let retries: Vec<&Sent> = results.iter().filter(|s| matches!(s.outcome, Outcome::Retry { .. })).collect();
     if let Some(first) = retries.first() {
@@ -94,16 +95,4 @@ pub(super) fn aggregate(results: Vec<Sent>) -> Outcome {
         return Outcome::Retry { status_code: first.outcome.status_code(), after, error, detail };
     }
     Outcome::Failed { status_code: results.first().and_then(|s| s.outcome.status_code()), error, detail }
-}
-
-/// At most `max` bytes of `text`, cut on a character.
-fn cut(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }

@@ -107,7 +107,7 @@ pub async fn run(state: &AppState, targets: &TargetCache, job: &Job, to: Option<
     done.outcome = outcome.label().into();
     done.status_code = outcome.status_code().map(i64::from);
     done.error = outcome.error().map(str::to_owned);
-    done.response = outcome.detail().map(|d| truncate(d, MAX_EXCERPT));
+    done.response = outcome.detail().map(|d| herald_channels::render::cut_bytes(d, MAX_EXCERPT).to_owned());
     let decision = state.config.retry.decide(job.attempts.max(1) as u32, &outcome, rand::random::<f64>());
     match decision {
         RetryDecision::Sent => {
@@ -145,15 +145,4 @@ async fn send(target: &dyn Target, job: &Job, config: &str, to: Option<&str>, st
     let outcome = target.send(&message, state.config.attempt_timeout).await;
     super::push::forget_gone(state, job, &report).await;
     outcome
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }

@@ -11,6 +11,7 @@ mod channels_apprise;
 mod channels_bots;
 mod channels_chat;
 mod channels_email;
+mod channels_outcomes;
 mod channels_tickets;
 mod channels_web_push;
 mod cluster;

@@ -141,8 +141,9 @@ impl Provider for Discord {
                 // The body's `retry_after` is more precise than the header's whole seconds.
                 let after = body["retry_after"]
                     .as_f64()
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(Duration::from_secs_f64)
+                    // Bounded before converting: a huge value would not fit a
+                    // `Duration` (the retry policy clamps to a day anyway).
+                    .and_then(|s| Duration::try_from_secs_f64(s.min(MAX_RETRY_AFTER_SECS)).ok())
                     .or(after);
                 let mut said = body["message"].as_str().map(str::to_owned);
                 if body["global"] == json!(true) {
@@ -183,6 +184,9 @@ fn first_field_error(errors: &Value, path: String) -> Option<(String, String)> {
         first_field_error(inner, path)
     })
 }
+
+/// The longest `retry_after` taken from a body, in seconds (a day).
+const MAX_RETRY_AFTER_SECS: f64 = 86_400.0;
 
 #[cfg(test)]
 mod tests {
@@ -294,11 +298,13 @@ mod tests {
             ),
             Answer::json(401, &json!({"message": "Invalid Webhook Token", "code": 50027})),
             Answer::new(502, "<html>bad gateway</html>"),
+            // A hostile or broken server must not be able to overflow the wait.
+            Answer::json(429, &json!({"message": "slow down", "retry_after": 1e300})),
         ]);
         let target = Chat(Discord).build(&json!({"webhook_url": discord.base()}), &ctx(true)).unwrap();
         let sample = sample();
         let mut got = Vec::new();
-        for _ in 0..7 {
+        for _ in 0..8 {
             got.push(target.send(&sample.message(), TIMEOUT).await);
         }
         let Outcome::Retry { status_code: Some(429), after, error, .. } = &got[0] else { panic!("{:?}", got[0]) };
@@ -317,6 +323,8 @@ mod tests {
         assert_eq!(got[5].label(), "retry");
         assert_eq!(got[5].error(), Some("HTTP 502 Bad Gateway: <html>bad gateway</html>"));
         // Without `?wait=true` support (a stand-in answering 204) it is still delivered.
-        assert_eq!(got[6], Outcome::Delivered { status_code: Some(204), detail: None });
+        assert_eq!(got[7], Outcome::Delivered { status_code: Some(204), detail: None });
+        let Outcome::Retry { after, .. } = &got[6] else { panic!("{:?}", got[6]) };
+        assert_eq!(*after, Some(Duration::from_secs(86_400)));
     }
 }

@@ -24,8 +24,6 @@ pub const MAX_BODY_READ: usize = 64 * 1024;
 /// At most this many bytes of the response body are kept as the attempt's detail.
 pub const MAX_EXCERPT: usize = 1024;
 
-/// A `Location` longer than this is cut in the error text.
-const MAX_LOCATION: usize = 256;
 
 /// Sends `request` once, bounded by `timeout` (connect, headers and body),
 /// and classifies the result.
@@ -38,12 +36,25 @@ pub async fn send_and_classify(request: RequestBuilder, timeout: Duration) -> Ou
     let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let retry_after = header(RETRY_AFTER);
     let location = header(LOCATION);
-    let excerpt = read_excerpt(response).await;
+    // A redirect's target and body usually repeat the request URL, which
+    // carries the secret for chat webhooks and bot APIs: only the target's
+    // origin is kept, and the body not at all.
+    let excerpt = if (300..=399).contains(&status) { None } else { read_excerpt(response).await };
     let mut outcome = classify(status, retry_after.as_deref(), excerpt, Utc::now());
     if let (Outcome::Failed { error, .. }, 300..=399, Some(location)) = (&mut outcome, status, location) {
-        error.push_str(&format!(" (Location: {})", truncate(&location, MAX_LOCATION)));
+        error.push_str(&format!(" (Location: {})", location_origin(&location)));
     }
     outcome
+}
+
+/// Where a redirect points, without its path or query: `https://host:port/…`,
+/// or "the same server" for a relative target.
+fn location_origin(location: &str) -> String {
+    match url::Url::parse(location) {
+        Ok(url) if url.has_host() => format!("{}/…", url.origin().ascii_serialization()),
+        Ok(_) => "elsewhere".to_owned(),
+        Err(_) => "a path on the same server".to_owned(),
+    }
 }
 
 fn classify_error(err: reqwest::Error, timeout: Duration) -> Outcome {
@@ -125,12 +136,6 @@ fn excerpt_text(bytes: &[u8]) -> Option<String> {
     (!bytes.is_empty()).then(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((at, _)) => &s[..at],
-        None => s,
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -223,11 +228,13 @@ mod tests {
             outcome,
             Outcome::Failed {
                 status_code: Some(302),
-                error: "redirect (HTTP 302 Found) not followed (Location: /elsewhere)".into(),
-                detail: Some("moved".into()),
+                error: "redirect (HTTP 302 Found) not followed (Location: a path on the same server)".into(),
+                detail: None,
             }
         );
         assert_eq!(followed.load(Ordering::SeqCst), 0);
+        // A target repeating a secret path is shown as its origin only.
+        assert_eq!(location_origin("https://Discord.com:8443/api/webhooks/1/s3cr3t?x=1"), "https://discord.com:8443/…");
     }
 
     #[tokio::test]

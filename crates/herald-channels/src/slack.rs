@@ -272,6 +272,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_redirect_repeating_the_token_does_not_leak_it() {
+        let slack = StandIn::start(Answer::new(200, "ok")).await;
+        let url = format!("{}/services/T0/B0/s3cr3tToken", slack.base());
+        let moved = url.replace("http://", "https://");
+        slack.script([Answer::new(301, &format!("<a href=\"{moved}\">Moved</a>")).header("location", &moved)]);
+        let target = Chat(Slack).build(&json!({"webhook_url": url}), &ctx(true)).unwrap();
+        let outcome = target.send(&sample().message(), TIMEOUT).await;
+        assert_eq!(outcome.label(), "failed");
+        let shown = format!("{:?} {:?}", outcome.error(), outcome.detail());
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("Location: https://127.0.0.1:"), "{shown}");
+    }
+
+    #[tokio::test]
     async fn send_rechecks_the_policy() {
         let slack = StandIn::start(Answer::new(200, "ok")).await;
         let config = json!({"webhook_url": format!("{}/services/T0/B0/SECRET", slack.base())});

@@ -1,12 +1,15 @@
 //! One attempt of one claimed delivery: build (or reuse) the target, send,
-//! classify, and decide what the delivery becomes. No database here: the
-//! result goes to the completer, which records it.
+//! classify, and decide what the delivery becomes. The result goes to the
+//! completer, which records it; the only database work here is Web Push's
+//! (reading the recipients' subscriptions, forgetting those found gone).
 
 use std::{
     collections::HashMap,
+    panic::AssertUnwindSafe,
     sync::{Arc, Mutex},
 };
 
+use futures::FutureExt as _;
 use herald_channels::{Content, Message, Outcome, Report, Severity, Target};
 use herald_core::RetryDecision;
 use herald_store::queue::{Completion, Job};
@@ -95,7 +98,15 @@ pub async fn run(state: &AppState, targets: &TargetCache, job: &Job, to: Option<
         return done;
     }
     let outcome = match targets.get_or_build(state, job, config, updated_at) {
-        Ok(target) => send(target.as_ref(), job, config, to, state).await,
+        // A channel bug must cost one failed attempt, not the worker task (which
+        // would leave the delivery to be sent again at every lease expiry).
+        Ok(target) => match AssertUnwindSafe(send(target.as_ref(), job, config, to, state)).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::error!(delivery_id = %job.delivery_id, channel = %job.channel, "a channel panicked while sending");
+                Outcome::Failed { status_code: None, error: "internal error: the channel panicked".into(), detail: None }
+            }
+        },
         Err(error) => Outcome::Failed { status_code: None, error, detail: None },
     };
     let finished = now_ms();

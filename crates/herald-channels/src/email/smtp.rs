@@ -305,7 +305,16 @@ async fn transaction(conn: &mut AsyncSmtpConnection, mail: &Mail<'_>, host: &Hos
             if !refused.is_empty() {
                 detail.push_str(&format!("; refused: {}", refusals(&refused)));
             }
-            (Outcome::Delivered { status_code: code_of(&response), detail: Some(cut(&detail, MAX_TEXT)) }, true)
+            let detail = Some(cut(&detail, MAX_TEXT));
+            // A recipient deferred (4yz: greylisting, a full mailbox) must get
+            // the mail later: the whole mail is sent again, with the same
+            // Message-ID, so the others can tell the repeat for what it is.
+            if let Some((to, e)) = refused.iter().find(|(_, e)| e.is_transient()) {
+                let error = cut(&format!("RCPT TO <{to}>: {} (the others got the mail)", reply_of(e)), MAX_TEXT);
+                let status_code = e.status().and_then(|c| c.to_string().parse().ok());
+                return (Outcome::Retry { status_code, after: None, error, detail }, true);
+            }
+            (Outcome::Delivered { status_code: code_of(&response), detail }, true)
         }
         // The server answered the final dot: the transaction is over either way.
         Err(e) if e.status().is_some() => (classify(&e, "DATA", host), true),

@@ -127,6 +127,22 @@ backend_test!(email_arrives_as_a_themed_multipart_mail, |backend: Backend| async
     );
     assert_eq!(server.transactions().last().unwrap().rcpt_to, vec!["oncall@example.com"]);
 
+    // A 4yz on one recipient (greylisting) is retried: that recipient gets
+    // the mail on the next attempt, the others a second copy, same Message-ID.
+    server.script_rcpt("team@example.org", &["451 4.7.1 greylisted, try again later"]);
+    let id = post(&app, "disk.warm", "warning", json!({"title": "Disk warm"})).await;
+    let done = app.wait_for_delivery(&id, "sent").await;
+    let tries = attempts(&done);
+    assert_eq!(tries.len(), 2, "{done}");
+    assert_eq!((&tries[0]["outcome"], &tries[0]["status_code"]), (&json!("retry"), &json!(451)));
+    assert_eq!(
+        tries[0]["error"],
+        json!("RCPT TO <team@example.org>: 451 4.7.1 greylisted, try again later (the others got the mail)")
+    );
+    let last_two = &server.transactions()[server.transactions().len() - 2..];
+    assert_eq!(last_two[0].rcpt_to, vec!["oncall@example.com"]);
+    assert_eq!(last_two[1].rcpt_to, vec!["oncall@example.com", "team@example.org"]);
+
     // A 5yz to the message fails at once, with the server's text.
     server.script_data(&["550 5.7.1 Message rejected as spam"]);
     let id = post(&app, "disk.full", "critical", json!({"title": "Disk full"})).await;

@@ -177,6 +177,10 @@ struct RoomMessage {
     body: String,
     format: &'static str,
     formatted_body: String,
+    /// Empty: the message mentions nobody, so `@room` or a member's name in
+    /// event data notifies no one (Matrix 1.7 intentional mentions).
+    #[serde(rename = "m.mentions")]
+    mentions: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The directory's answer for an alias.
@@ -218,6 +222,7 @@ impl MatrixTarget {
             body: format!("{} {}", message.content.theme().emoji, message.content.plain_text()),
             format: "org.matrix.custom.html",
             formatted_body: formatted_body(message.content),
+            mentions: serde_json::Map::new(),
         };
         // The alias lookup and the send share the attempt's time.
         let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));

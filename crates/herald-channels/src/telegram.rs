@@ -289,19 +289,25 @@ fn render(content: &Content) -> String {
         .map(|link| format!("\n\n<a href=\"{}\">Open</a>", escape(link)))
         .filter(|markup| units(markup) <= MAX_LINK_MARKUP);
     let mut html = Html::new(MAX_TEXT - link.as_deref().map_or(0, units));
-    html.element("<b>", &format!("{} {}", content.theme().emoji, content.title), "</b>");
+    html.element("<b>", &format!("{} {}", content.theme().emoji, quiet(&content.title)), "</b>");
     if !content.body.is_empty() {
-        html.markup("\n\n").text(&content.body);
+        html.markup("\n\n").text(&quiet(&content.body));
     }
     if !content.fields.is_empty() {
         html.markup("\n");
         for (key, value) in &content.fields {
-            html.markup("\n").element("<b>", &format!("{key}:"), "</b>").text(" ").text(value);
+            html.markup("\n").element("<b>", &format!("{}:", quiet(key)), "</b>").text(" ").text(&quiet(value));
         }
     }
     let mut text = html.finish();
     text.extend(link);
     text
+}
+
+/// Event text with a word joiner after every `@`: it reads the same, but
+/// `@username` in event data mentions (and notifies) nobody.
+fn quiet(text: &str) -> String {
+    text.replace('@', "@\u{2060}")
 }
 
 /// The Bot API's answer: `{"ok": true, "result": …}` or `{"ok": false,

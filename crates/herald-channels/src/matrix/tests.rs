@@ -95,7 +95,8 @@ async fn sends_the_documented_request() {
     assert_eq!(seen.header("content-type"), Some("application/json"));
     assert_eq!(
         seen.json(),
-        json!({"msgtype": "m.text", "body": PLAIN, "format": "org.matrix.custom.html", "formatted_body": HTML})
+        json!({"msgtype": "m.text", "body": PLAIN, "format": "org.matrix.custom.html", "formatted_body": HTML,
+               "m.mentions": {}})
     );
 }
 

@@ -250,3 +250,11 @@ async fn send_rechecks_the_policy() {
     assert!(outcome.error().unwrap().starts_with("127.0.0.1 is loopback"), "{outcome:?}");
     assert!(stand_in.seen().is_empty());
 }
+
+#[test]
+fn mentions_in_event_data_notify_nobody() {
+    let sample = Sample::new("x", Severity::Info, json!({"title": "ping @admin", "message": "cc @ops", "by": "@eve"}));
+    let text = render(&sample.content);
+    assert!(text.contains("ping @\u{2060}admin") && text.contains("cc @\u{2060}ops") && text.contains("@\u{2060}eve"));
+    assert!(!text.contains("@admin") && !text.contains("@ops"), "{text}");
+}

@@ -137,7 +137,8 @@ async fn matrix_retries_a_rate_limit_with_the_same_transaction_id() {
                 "msgtype": "m.text",
                 "body": "❌ Backup failed\n\nhost: db1",
                 "format": "org.matrix.custom.html",
-                "formatted_body": "<p><strong>❌ Backup failed</strong></p><ul><li><strong>host:</strong> db1</li></ul>"
+                "formatted_body": "<p><strong>❌ Backup failed</strong></p><ul><li><strong>host:</strong> db1</li></ul>",
+                "m.mentions": {}
             })
         );
     }

@@ -24,7 +24,6 @@ pub const MAX_BODY_READ: usize = 64 * 1024;
 /// At most this many bytes of the response body are kept as the attempt's detail.
 pub const MAX_EXCERPT: usize = 1024;
 
-
 /// Sends `request` once, bounded by `timeout` (connect, headers and body),
 /// and classifies the result.
 pub async fn send_and_classify(request: RequestBuilder, timeout: Duration) -> Outcome {
@@ -135,7 +134,6 @@ fn excerpt_text(bytes: &[u8]) -> Option<String> {
     };
     (!bytes.is_empty()).then(|| String::from_utf8_lossy(bytes).into_owned())
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -136,8 +136,9 @@ fn check_name(name: &str) -> ApiResult<()> {
 }
 
 /// Validates an incoming config and seals its secrets. `previous` is the
-/// stored config (secrets open) for updates: a `"********"` keeps its value.
-/// Returns the sealed JSON text and the secrets Herald generated (shown once).
+/// stored config (secrets open) for updates: a secret sent as `"********"`
+/// or left out keeps its value, `null` removes it. Returns the sealed JSON
+/// text and the secrets Herald generated (shown once).
 fn prepare_config(
     state: &AppState,
     channel: &dyn Channel,
@@ -150,8 +151,9 @@ fn prepare_config(
         return Err(ApiError::invalid("config", "must be a JSON object"));
     }
     for field in channel.secret_fields() {
-        if config.get(*field).and_then(Value::as_str) == Some(MASK) {
-            match previous.and_then(|p| p.get(*field)) {
+        let stored = previous.and_then(|p| p.get(*field)).filter(|v| !v.is_null());
+        match config.get(*field) {
+            Some(Value::String(mask)) if mask == MASK => match stored {
                 Some(kept) => config[*field] = kept.clone(),
                 None => {
                     return Err(ApiError::invalid(
@@ -159,7 +161,20 @@ fn prepare_config(
                         "`********` keeps a stored secret, but there is none",
                     ));
                 }
+            },
+            // An update that leaves a secret out keeps it: the caller never
+            // saw it, and replacing it unseen would break whatever relies on
+            // it (a receiver's signature check, browsers' push subscriptions).
+            None => {
+                if let Some(kept) = stored {
+                    config[*field] = kept.clone();
+                }
             }
+            // `null` removes it (a generated one is then made anew and shown).
+            Some(Value::Null) => {
+                config.as_object_mut().map(|m| m.remove(*field));
+            }
+            Some(_) => {}
         }
     }
     let given: Vec<&str> =
@@ -295,7 +310,8 @@ async fn save(
     check_name(&name)?;
     let channel = channel_of(state, &row.kind)?;
     let previous = opened(state, channel.as_ref(), &row)?;
-    let (config, _) = prepare_config(state, channel.as_ref(), &row.tenant_id, &row.id, config, Some(&previous))?;
+    let (config, generated) =
+        prepare_config(state, channel.as_ref(), &row.tenant_id, &row.id, config, Some(&previous))?;
     row.name = name;
     row.config = config;
     row.enabled = enabled;
@@ -303,7 +319,11 @@ async fn save(
     if !state.db.update_integration(&row).await? {
         return Err(ApiError::not_found("integration", &row.id));
     }
-    Ok(Json(out(state, row)))
+    let mut body = out(state, row);
+    for (field, value) in generated {
+        body.config[field] = json!(value);
+    }
+    Ok(Json(body))
 }
 
 async fn replace(
@@ -335,7 +355,9 @@ async fn patch(
             return Err(ApiError::invalid("config", "must be a JSON object"));
         };
         for (k, v) in changes {
-            if v.is_null() {
+            // A removed secret stays as `null`, which `prepare_config` reads
+            // as "remove"; a missing one would read as "keep".
+            if v.is_null() && !channel.secret_fields().contains(&k.as_str()) {
                 config.as_object_mut().map(|m| m.remove(&k));
             } else {
                 config[k] = v;

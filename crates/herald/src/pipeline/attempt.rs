@@ -104,7 +104,11 @@ pub async fn run(state: &AppState, targets: &TargetCache, job: &Job, to: Option<
             Ok(outcome) => outcome,
             Err(_) => {
                 tracing::error!(delivery_id = %job.delivery_id, channel = %job.channel, "a channel panicked while sending");
-                Outcome::Failed { status_code: None, error: "internal error: the channel panicked".into(), detail: None }
+                Outcome::Failed {
+                    status_code: None,
+                    error: "internal error: the channel panicked".into(),
+                    detail: None,
+                }
             }
         },
         Err(error) => Outcome::Failed { status_code: None, error, detail: None },

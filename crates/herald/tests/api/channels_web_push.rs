@@ -220,6 +220,13 @@ async fn test_send_goes_to_a_recipients_browsers() {
         .await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!((&patched["config"]["vapid_public_key"], &patched["config"]["ttl"]), (&json!(public), &json!(120)));
+    // So does a PUT that leaves the private key out (it was never shown again).
+    let config = json!({"subject": "mailto:ops@example.com", "vapid_public_key": public});
+    let (status, put) = app
+        .request(Method::PUT, &format!("/v1/integrations/{int}"), ADMIN, Some(&json!({"name": "p", "config": config})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{put}");
+    assert_eq!(put["config"]["vapid_public_key"], json!(public), "{put}");
     let (status, answer) = app
         .request(
             Method::PATCH,

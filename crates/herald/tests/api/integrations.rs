@@ -73,6 +73,39 @@ backend_test!(secrets_are_masked_kept_and_sealed_at_rest, |backend: Backend| asy
         app.post("/v1/integrations", json!({"name": "g", "type": "webhook", "config": {"url": sink.url()}})).await;
     let generated = gen_int["config"]["secret"].as_str().unwrap().to_owned();
     assert!(generated.starts_with("whsec_") && generated.len() > 30);
+    let gen_id = gen_int["id"].as_str().unwrap().to_owned();
+    // An update that leaves the secret out keeps it (the caller never saw it)…
+    let (s, put) = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/v1/integrations/{gen_id}"),
+            crate::helpers::ADMIN,
+            Some(&json!({"name": "g2", "config": {"url": sink.url()}})),
+        )
+        .await;
+    assert_eq!((s.as_u16(), &put["config"]["secret"]), (200, &json!("********")), "{put}");
+    let (s, _) = app.post(&format!("/v1/integrations/{gen_id}/test"), json!({})).await;
+    assert_eq!(s, 200);
+    let got = sink.received().last().unwrap().clone();
+    let mut headers = http::HeaderMap::new();
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        headers.insert(name, got.header(name).parse().unwrap());
+    }
+    standardwebhooks::Webhook::new(&generated).unwrap().verify(&got.body, &headers).expect("the secret was kept");
+    // …and `null` replaces it with a new one, shown this once.
+    let (s, patched) = app
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/v1/integrations/{gen_id}"),
+            crate::helpers::ADMIN,
+            Some(&json!({"config": {"secret": null}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{patched}");
+    let rotated = patched["config"]["secret"].as_str().unwrap();
+    assert!(rotated.starts_with("whsec_") && rotated != generated, "{patched}");
+    let (_, shown) = app.get(&format!("/v1/integrations/{gen_id}")).await;
+    assert_eq!(shown["config"]["secret"], json!("********"));
 
     // Nothing Herald logged holds a secret, and no file in the data dir does
     // (SQLite file, WAL, key file…).

@@ -52,6 +52,12 @@ fn markdown(s: &str) -> String {
     chat::escape_with_backslash(s, MARKDOWN).replace('\n', "\n\n")
 }
 
+/// For MessageCards, which also render a subset of HTML: entities first, so
+/// `<a href>` in event data shows as text rather than a link.
+fn card_markdown(s: &str) -> String {
+    markdown(&chat::escape_entities(s))
+}
+
 fn context_line(message: &Message<'_>) -> String {
     let theme = message.content.theme();
     markdown(&format!("{} {} · {} · {}", theme.emoji, theme.label, message.event_type, message.timestamp))
@@ -106,7 +112,7 @@ fn message_card(message: &Message<'_>) -> Value {
         section["facts"] = content
             .fields
             .iter()
-            .map(|(k, v)| json!({"name": markdown(k), "value": chat::fit(v, MAX_FACT, markdown)}))
+            .map(|(k, v)| json!({"name": card_markdown(k), "value": chat::fit(v, MAX_FACT, card_markdown)}))
             .collect();
     }
     let mut card = json!({
@@ -115,11 +121,11 @@ fn message_card(message: &Message<'_>) -> Value {
         "themeColor": theme.color.trim_start_matches('#'),
         // Plain text, for notifications; the connector requires it or `text`.
         "summary": render::cut(&content.title, MAX_TITLE),
-        "title": chat::fit(&content.title, MAX_TITLE, markdown),
+        "title": chat::fit(&content.title, MAX_TITLE, card_markdown),
         "sections": [section],
     });
     if !content.body.is_empty() {
-        card["text"] = json!(chat::fit(&content.body, MAX_TEXT, markdown));
+        card["text"] = json!(chat::fit(&content.body, MAX_TEXT, card_markdown));
     }
     if let Some(link) = &content.link {
         card["potentialAction"] =
@@ -211,7 +217,7 @@ mod tests {
         Sample::new(
             "disk.full",
             Severity::Warning,
-            json!({"title": "Disk *almost* full", "message": "Line one\nsee [here](https://evil.example)",
+            json!({"title": "Disk *almost* full", "message": "Line one\nsee [here](https://evil.example) <a href=\"https://x\">x</a>",
                    "url": "https://grafana.example.com/d/1", "host": "db_1"}),
         )
     }
@@ -256,7 +262,7 @@ mod tests {
                              "color": "Warning", "wrap": true},
                             {"type": "TextBlock", "text": "⚠️ Warning · disk.full · 2026-01-02T03:04:05Z", "isSubtle": true,
                              "size": "Small", "spacing": "None", "wrap": true},
-                            {"type": "TextBlock", "text": "Line one\n\nsee \\[here\\](https://evil.example)", "wrap": true},
+                            {"type": "TextBlock", "text": "Line one\n\nsee \\[here\\](https://evil.example) <a href=\"https://x\">x</a>", "wrap": true},
                             {"type": "FactSet", "facts": [{"title": "host", "value": "db\\_1"}]}
                         ],
                         "actions": [{"type": "Action.OpenUrl", "title": "Open", "url": "https://grafana.example.com/d/1"}]
@@ -284,7 +290,7 @@ mod tests {
                 "themeColor": "EF6C00",
                 "summary": "Disk *almost* full",
                 "title": "Disk \\*almost\\* full",
-                "text": "Line one\n\nsee \\[here\\](https://evil.example)",
+                "text": "Line one\n\nsee \\[here\\](https://evil.example) &lt;a href=\"https://x\"&gt;x&lt;/a&gt;",
                 "sections": [{"activitySubtitle": "⚠️ Warning · disk.full · 2026-01-02T03:04:05Z", "markdown": true,
                               "facts": [{"name": "host", "value": "db\\_1"}]}],
                 "potentialAction": [{"@type": "OpenUri", "name": "Open",

@@ -158,8 +158,11 @@ pub fn search(outcome: Outcome) -> Search {
                 });
             found.map_or(Search::NotFound, Search::Found)
         }
-        Outcome::Retry { status_code: Some(429), after, error, detail } => Search::Stop(Outcome::Retry {
-            status_code: Some(429),
+        // Any temporary trouble (429, 5xx, 408) stops the attempt: an unhealthy
+        // Jira is exactly when an earlier create's answer may have been lost,
+        // so creating now could open a second issue.
+        Outcome::Retry { status_code: Some(code), after, error, detail } => Search::Stop(Outcome::Retry {
+            status_code: Some(code),
             after,
             error: with_text(
                 format!("searching for an earlier issue: {error}"),
@@ -293,7 +296,15 @@ mod tests {
         assert_eq!(search(failed(410, "HTTP 410 Gone", "")), Search::NotFound);
         assert_eq!(search(failed(401, "HTTP 401 Unauthorized", "")), Search::NotFound);
         let busy = Outcome::Retry { status_code: Some(503), after: None, error: "HTTP 503".into(), detail: None };
-        assert_eq!(search(busy), Search::NotFound);
+        assert_eq!(
+            search(busy),
+            Search::Stop(Outcome::Retry {
+                status_code: Some(503),
+                after: None,
+                error: "searching for an earlier issue: HTTP 503".into(),
+                detail: None
+            })
+        );
         let limited = Outcome::Retry {
             status_code: Some(429),
             after: Some(Duration::from_secs(3)),

@@ -117,7 +117,9 @@ pub fn wiki(content: &Content) -> String {
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if matches!(c, '[' | ']' | '{' | '}' | '|' | '!') {
+        // The backslash too: `\[` would otherwise become `\\[`, a line break
+        // followed by live link markup.
+        if matches!(c, '[' | ']' | '{' | '}' | '|' | '!' | '\\') {
             out.push('\\');
         }
         out.push(c);

@@ -47,12 +47,12 @@ pub async fn send_and_classify(request: RequestBuilder, timeout: Duration) -> Ou
 }
 
 /// Where a redirect points, without its path or query: `https://host:port/…`,
-/// or "the same server" for a relative target.
+/// or "a path on the same server" for a relative target.
 fn location_origin(location: &str) -> String {
-    match url::Url::parse(location) {
-        Ok(url) if url.has_host() => format!("{}/…", url.origin().ascii_serialization()),
-        Ok(_) => "elsewhere".to_owned(),
-        Err(_) => "a path on the same server".to_owned(),
+    if url::Url::parse(location).is_ok_and(|u| u.has_host()) {
+        crate::endpoint_origin(location)
+    } else {
+        "a path on the same server".to_owned()
     }
 }
 

@@ -83,18 +83,45 @@ impl<'a> Message<'a> {
 }
 
 /// A browser's Web Push subscription (the `PushSubscription` JSON of the
-/// Push API: endpoint and the `p256dh` / `auth` keys, base64url).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Push API: endpoint and the `p256dh` / `auth` keys, base64url). The
+/// endpoint is a capability (whoever has it and the keys can push), so
+/// `Debug` shows only its origin.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PushSubscription {
     pub endpoint: String,
     pub p256dh: String,
     pub auth: String,
 }
 
+impl std::fmt::Debug for PushSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushSubscription")
+            .field("endpoint", &endpoint_origin(&self.endpoint))
+            .field("keys", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// `https://push.example.net/…`: where a URL points, without the path and
+/// query that may carry a capability or a token.
+pub fn endpoint_origin(endpoint: &str) -> String {
+    match url::Url::parse(endpoint) {
+        Ok(url) if url.has_host() => format!("{}/…", url.origin().ascii_serialization()),
+        _ => "[invalid endpoint]".to_owned(),
+    }
+}
+
 /// What a send found out besides its outcome, for the worker to record.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Report {
     gone: std::sync::Mutex<Vec<String>>,
+}
+
+impl std::fmt::Debug for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gone = self.gone.lock().map(|g| g.len()).unwrap_or_default();
+        f.debug_struct("Report").field("gone_subscriptions", &gone).finish()
+    }
 }
 
 impl Report {

@@ -51,8 +51,9 @@ const PARALLEL: usize = 16;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WebPush;
 
-/// The config as the API accepts and stores it.
-#[derive(Debug, Deserialize, Serialize)]
+/// The config as the API accepts and stores it (no `Debug`: it holds the
+/// private key).
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct WebPushConfig {
     #[serde(default)]

@@ -181,7 +181,7 @@ pub fn search(outcome: Outcome) -> Search {
         Outcome::Failed { status_code: None, error, detail } => {
             Search::Stop(Outcome::Failed { status_code: None, error, detail })
         }
-        Outcome::Retry { .. } | Outcome::Failed { .. } => Search::NotFound,
+        Outcome::Failed { .. } => Search::NotFound,
     }
 }
 

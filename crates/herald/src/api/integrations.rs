@@ -119,7 +119,7 @@ fn out(state: &AppState, row: IntegrationRow) -> IntegrationOut {
     }
 }
 
-fn channel_of(state: &AppState, kind: &str) -> ApiResult<std::sync::Arc<dyn Channel>> {
+pub(super) fn channel_of(state: &AppState, kind: &str) -> ApiResult<std::sync::Arc<dyn Channel>> {
     state.channels.get(kind).cloned().ok_or_else(|| {
         ApiError::invalid(
             "type",
@@ -193,7 +193,7 @@ fn prepare_config(
 }
 
 /// The stored config of `row` with its secrets opened.
-fn opened(state: &AppState, channel: &dyn Channel, row: &IntegrationRow) -> ApiResult<Value> {
+pub(super) fn opened(state: &AppState, channel: &dyn Channel, row: &IntegrationRow) -> ApiResult<Value> {
     let mut value: Value = serde_json::from_str(&row.config)?;
     secrets::open_fields(&state.key, &row.tenant_id, &row.id, channel.secret_fields(), &mut value)?;
     Ok(value)
@@ -220,8 +220,11 @@ async fn create(
         (Some(_), _, _) => {
             return Err(ApiError::invalid("url", "give either `url` or `type` and `config`, not both"));
         }
-        (None, Some(kind), Some(config)) => {
+        (None, Some(kind), Some(mut config)) => {
             let channel = channel_of(&state, &kind)?;
+            if kind == herald_channels::web_push::KIND {
+                super::push::share_tenant_key(&state, &caller.tenant, &mut config).await?;
+            }
             let (config, generated) = prepare_config(&state, channel.as_ref(), &caller.tenant, &id, config, None)?;
             (kind, config, generated)
         }

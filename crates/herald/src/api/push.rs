@@ -6,7 +6,7 @@ use axum::{
     Json, Router,
     extract::{Path, State},
     http::StatusCode,
-    routing::{delete, post},
+    routing::{delete, get, post},
 };
 use herald_channels::{PushSubscription, web_push};
 use herald_core::id::PushSubscriptionId;
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::page::{self, Page};
 use crate::{
-    auth::TenantAuth,
+    auth::{SendAuth, TenantAuth},
     error::{ApiError, ApiResult},
     extract::{ApiJson, ApiQuery},
     state::{AppState, now_ms, rfc3339},
@@ -25,6 +25,7 @@ const MAX_USER_AGENT: usize = 512;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/v1/web-push/public-key", get(public_key))
         .route("/v1/recipients/{id}/push-subscriptions", post(subscribe).get(list))
         .route("/v1/recipients/{id}/push-subscriptions/{sub_id}", delete(unsubscribe))
 }
@@ -70,6 +71,56 @@ impl From<PushSubscriptionRow> for SubscriptionOut {
             created_at: rfc3339(row.created_at),
         }
     }
+}
+
+/// The tenant's Web Push key pair lives in its first `web_push` integration
+/// (the oldest); every later one is created with the same pair, so all of a
+/// tenant's pushes are signed by the key its browsers subscribed with.
+async fn tenant_key_holder(
+    state: &AppState,
+    tenant: &str,
+) -> ApiResult<Option<herald_store::integrations::IntegrationRow>> {
+    Ok(state.db.all_integrations(tenant).await?.into_iter().find(|row| row.kind == web_push::KIND))
+}
+
+/// Fills in the tenant's existing VAPID key pair when a new `web_push`
+/// integration does not bring its own.
+pub async fn share_tenant_key(state: &AppState, tenant: &str, config: &mut serde_json::Value) -> ApiResult<()> {
+    if config.get("vapid_private_key").is_some() {
+        return Ok(());
+    }
+    let Some(holder) = tenant_key_holder(state, tenant).await? else {
+        return Ok(());
+    };
+    let channel = super::integrations::channel_of(state, web_push::KIND)?;
+    let stored = super::integrations::opened(state, channel.as_ref(), &holder)?;
+    if let (Some(config), Some(key)) = (config.as_object_mut(), stored.get("vapid_private_key")) {
+        config.insert("vapid_private_key".into(), key.clone());
+        config.remove("vapid_public_key");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct PublicKeyOut {
+    /// base64url of the uncompressed P-256 point: the browser's `applicationServerKey`.
+    public_key: String,
+    integration_id: String,
+}
+
+/// The tenant's VAPID public key, for the client app's
+/// `pushManager.subscribe({applicationServerKey})`. Readable with any key of
+/// the tenant (it is public by nature).
+async fn public_key(State(state): State<AppState>, SendAuth(caller): SendAuth) -> ApiResult<Json<PublicKeyOut>> {
+    let holder = tenant_key_holder(&state, &caller.tenant).await?.ok_or_else(|| {
+        ApiError::NotFound(
+            "no Web Push key pair yet: create a web_push integration (POST /v1/integrations) and one is generated"
+                .into(),
+        )
+    })?;
+    let config: serde_json::Value = serde_json::from_str(&holder.config)?;
+    let public_key = config["vapid_public_key"].as_str().unwrap_or_default().to_owned();
+    Ok(Json(PublicKeyOut { public_key, integration_id: holder.id }))
 }
 
 fn check_recipient(id: &str) -> ApiResult<()> {

@@ -417,3 +417,49 @@ async fn python_http_ece_decrypts_what_herald_sends() {
     assert_eq!(out["claims"]["sub"], "mailto:ops@example.com");
     assert_eq!(out["k"], public.as_str());
 }
+
+/// The key pair is the tenant's: every web_push integration signs with the
+/// one its browsers subscribed with, and a send-scoped key can read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_pair_is_the_tenants_and_its_public_half_is_readable() {
+    let (db, dir) = (TestDb::new(Backend::Sqlite).await, TempDir::new());
+    let app = App::spawn(Backend::Sqlite, &db, &dir).await;
+    let (status, problem) = app.get("/v1/web-push/public-key").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("create a web_push integration"), "{problem}");
+
+    let (first, public) = integration(&app, &["alice"]).await;
+    let (status, second) = app
+        .post(
+            "/v1/integrations",
+            json!({"name": "more", "type": "web_push", "config": {"subject": "https://example.com/contact"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_eq!(second["config"]["vapid_public_key"], json!(public), "the tenant's pair is reused");
+    assert_eq!(second["config"]["vapid_private_key"], json!("********"), "and not shown again");
+
+    let (status, key) = app.post("/v1/api-keys", json!({"name": "app backend", "scope": "send"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let (status, answer) =
+        app.request(Method::GET, "/v1/web-push/public-key", key["key"].as_str().unwrap(), None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer, json!({"public_key": public, "integration_id": first}));
+
+    // Another tenant has its own pair.
+    let (status, tenant) = app.post("/v1/tenants", json!({"id": "globex", "name": "Globex"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{tenant}");
+    let (status, other) = app
+        .client
+        .post(app.url("/v1/integrations"))
+        .bearer_auth(ADMIN)
+        .header("herald-tenant", "globex")
+        .json(&json!({"name": "b", "type": "web_push", "config": {"subject": "mailto:x@example.com"}}))
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED);
+    let other: Value = other.json().await.unwrap();
+    assert_ne!(other["config"]["vapid_public_key"], json!(public));
+}

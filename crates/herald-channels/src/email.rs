@@ -6,7 +6,8 @@
 //! server's own text; `status_code` carries the SMTP reply code that decided
 //! (250 when sent). A 5yz to one `RCPT TO` refuses that recipient only: when
 //! others were accepted the mail is sent to them and the attempt is `sent`,
-//! naming the refused ones in its detail. Connection failures, DNS failures
+//! naming the refused ones in its detail; a 4yz to one of them is retried
+//! (the whole mail, same Message-ID). Connection failures, DNS failures
 //! and timeouts are retried; TLS failures (a certificate that does not
 //! verify, a server without STARTTLS) fail.
 

@@ -223,6 +223,13 @@ mod tests {
     }
 
     #[test]
+    fn a_public_url_loses_its_trailing_slash() {
+        let mut v = defaults();
+        v.insert("public_url".into(), " https://herald.example.com/ ".into());
+        assert_eq!(Config::from_values(&v).unwrap().public_url.as_deref(), Some("https://herald.example.com"));
+    }
+
+    #[test]
     fn lease_not_longer_than_timeout_is_refused() {
         let mut v = defaults();
         v.insert("lease".into(), "15s".into());
@@ -233,9 +240,14 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        for (k, val) in
-            [("retry_schedule", "5q"), ("log_format", "xml"), ("listen", "nope"), ("outbound_allow_private", "maybe")]
-        {
+        for (k, val) in [
+            ("retry_schedule", "5q"),
+            ("log_format", "xml"),
+            ("listen", "nope"),
+            ("outbound_allow_private", "maybe"),
+            ("public_url", "herald.example.com"),
+            ("public_url", "ftp://herald.example.com"),
+        ] {
             let mut v = defaults();
             v.insert(k.into(), val.into());
             assert_eq!(Config::from_values(&v).unwrap_err().name, k);

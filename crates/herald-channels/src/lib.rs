@@ -180,6 +180,12 @@ pub trait Channel: Send + Sync + 'static {
     /// Builds the ready-to-send target from a stored (prepared, decrypted) config.
     fn build(&self, config: &serde_json::Value, ctx: &Context) -> Result<Arc<dyn Target>, ConfigError>;
 
+    /// Whether sends read [`Message::content`]. A channel that forwards the
+    /// event as it is (`webhook`) says no, and the worker skips rendering.
+    fn renders(&self) -> bool {
+        true
+    }
+
     /// Checks an address given instead of the configured one (the
     /// `recipient` of a test send): an email address, a chat id, a phone
     /// number. Channels bound to one destination (a chat webhook URL) refuse.

@@ -94,6 +94,11 @@ impl Content {
         }
     }
 
+    /// Nothing to show: what channels that do not render get.
+    pub fn empty(severity: Severity) -> Content {
+        Content { title: String::new(), body: String::new(), fields: Vec::new(), link: None, severity }
+    }
+
     pub fn theme(&self) -> Theme {
         Theme::of(self.severity)
     }

@@ -140,6 +140,11 @@ impl Channel for Webhook {
         &["secret"]
     }
 
+    fn renders(&self) -> bool {
+        // The receiver gets the event itself, not a message for people.
+        false
+    }
+
     fn prepare(&self, config: Value, ctx: &Context) -> Result<Value, ConfigError> {
         let (mut raw, parsed) = parse(&config)?;
         ctx.policy.check_url(&parsed.url).map_err(|e| ConfigError::new("url", e.to_string()))?;

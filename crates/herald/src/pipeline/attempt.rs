@@ -145,8 +145,13 @@ pub async fn run(state: &AppState, targets: &TargetCache, job: &Job, to: Option<
 async fn send(target: &dyn Target, job: &Job, config: &str, to: Option<&str>, state: &AppState) -> Outcome {
     let data: serde_json::Value = serde_json::from_str(&job.data).unwrap_or_default();
     let timestamp = rfc3339(job.event_created_at);
-    let link = state.config.public_url.as_ref().map(|base| format!("{base}/v1/events/{}", job.event_id));
-    let content = Content::from_event(&job.event_type, Severity::from_stored(&job.severity), &data, link.as_deref());
+    let severity = Severity::from_stored(&job.severity);
+    let content = if state.channels.get(&job.channel).is_some_and(|c| c.renders()) {
+        let link = state.config.public_url.as_ref().map(|base| format!("{base}/v1/events/{}", job.event_id));
+        Content::from_event(&job.event_type, severity, &data, link.as_deref())
+    } else {
+        Content::empty(severity)
+    };
     let report = Report::default();
     let push = match super::push::subscriptions(state, job, config, to).await {
         Ok(push) => push,

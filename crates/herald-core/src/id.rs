@@ -127,6 +127,10 @@ define_id!(
     KeyId, "key", "API key"
 );
 define_id!(
+    /// Identifies an inbox item (a notification in a person's in-app inbox).
+    NotificationId, "ntf", "notification"
+);
+define_id!(
     /// Identifies a stored Web Push subscription.
     PushSubscriptionId, "psub", "push subscription"
 );

@@ -4,16 +4,21 @@
 //! Nothing here touches the network, the database or the clock on its own:
 //! callers pass `now` in, so every decision is a function of its inputs.
 
+pub mod catalogue;
 pub mod condition;
 pub mod event;
 pub mod glob;
 pub mod id;
 pub mod outcome;
+pub mod preferences;
 pub mod retry;
 pub mod router;
+pub mod template;
 
 pub use condition::{Condition, ConditionError};
 pub use event::{EventType, Severity};
-pub use id::{DeliveryId, EventId, IdError, IntegrationId, KeyId, RuleId};
+pub use id::{DeliveryId, EventId, IdError, IntegrationId, KeyId, NotificationId, RuleId};
 pub use outcome::Outcome;
+pub use preferences::{Preferences, TypePreference};
 pub use retry::{RetryDecision, RetryPolicy};
+pub use template::{Field, RenderContext, Rendered, TemplateError, TemplateSet};

@@ -15,10 +15,16 @@ pub struct NewDelivery {
     pub tenant_id: String,
     pub event_id: String,
     pub event_type: String,
-    pub integration_id: String,
+    /// `None` for `in_app` and for a person's channel with no integration.
+    pub integration_id: Option<String>,
+    /// The person, for deliveries to people.
+    pub recipient_id: Option<String>,
+    /// The person's address on the channel, when it has one.
+    pub address: Option<String>,
     pub rule_id: Option<String>,
     pub channel: String,
-    /// `pending`, or `skipped` with `skip_reason`.
+    /// `pending`, `sent` (an inbox item written with the event), or
+    /// `skipped` with `skip_reason`.
     pub status: String,
     pub due_at: i64,
     pub skip_reason: Option<String>,
@@ -31,7 +37,9 @@ pub struct DeliveryRow {
     pub tenant_id: String,
     pub event_id: String,
     pub event_type: String,
-    pub integration_id: String,
+    pub integration_id: Option<String>,
+    pub recipient_id: Option<String>,
+    pub address: Option<String>,
     pub rule_id: Option<String>,
     pub channel: String,
     pub status: String,
@@ -45,8 +53,8 @@ pub struct DeliveryRow {
     pub sent_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, tenant_id, event_id, event_type, integration_id, rule_id, channel, status, attempts, due_at, \
-                       lease_token, last_error, skip_reason, created_at, updated_at, sent_at";
+const COLUMNS: &str = "id, tenant_id, event_id, event_type, integration_id, recipient_id, address, rule_id, channel, \
+                       status, attempts, due_at, lease_token, last_error, skip_reason, created_at, updated_at, sent_at";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct AttemptRow {
@@ -65,6 +73,7 @@ pub struct DeliveryFilter {
     pub event_id: Option<String>,
     pub status: Option<String>,
     pub integration_id: Option<String>,
+    pub recipient_id: Option<String>,
     pub channel: Option<String>,
     pub event_type: Option<String>,
     pub since: Option<i64>,
@@ -92,6 +101,7 @@ impl Db {
         w.push_opt_text("event_id = ?", f.event_id.as_deref());
         w.push_opt_text("status = ?", f.status.as_deref());
         w.push_opt_text("integration_id = ?", f.integration_id.as_deref());
+        w.push_opt_text("recipient_id = ?", f.recipient_id.as_deref());
         w.push_opt_text("channel = ?", f.channel.as_deref());
         w.push_opt_text("event_type = ?", f.event_type.as_deref());
         w.push_opt_int("created_at >= ?", f.since);
@@ -117,15 +127,15 @@ impl Db {
 impl Tx {
     /// Inserts the router's deliveries.
     pub async fn insert_deliveries(&mut self, rows: &[NewDelivery]) -> Result<()> {
-        const COLS: usize = 12;
+        const COLS: usize = 15;
         let mut start = 0;
         for size in chunk_sizes(rows.len()) {
             let chunk = &rows[start..start + size];
             start += size;
             let sql = insert_rows(
                 self.backend(),
-                "deliveries (id, tenant_id, event_id, event_type, integration_id, rule_id, channel, status, \
-                 due_at, skip_reason, created_at, updated_at)",
+                "deliveries (id, tenant_id, event_id, event_type, integration_id, recipient_id, address, rule_id, \
+                 channel, status, due_at, skip_reason, created_at, updated_at, sent_at)",
                 size,
                 COLS,
             );
@@ -133,7 +143,9 @@ impl Tx {
                 let mut q = sqlx::query(AssertSqlSafe(sql));
                 for d in chunk {
                     q = q.bind(&d.id).bind(&d.tenant_id).bind(&d.event_id).bind(&d.event_type).bind(&d.integration_id)
-                        .bind(&d.rule_id).bind(&d.channel).bind(&d.status).bind(d.due_at).bind(&d.skip_reason).bind(d.created_at).bind(d.created_at);
+                        .bind(&d.recipient_id).bind(&d.address).bind(&d.rule_id).bind(&d.channel).bind(&d.status).bind(d.due_at)
+                        .bind(&d.skip_reason).bind(d.created_at).bind(d.created_at)
+                        .bind((d.status == "sent").then_some(d.created_at));
                 }
                 q.execute(conn).await?;
             });
@@ -159,10 +171,11 @@ impl Db {
                 .bind(&event.id).bind(&event.tenant_id).bind(&event.event_type).bind(&event.severity).bind(&event.data)
                 .bind(&event.request_hash).bind(event.created_at)
                 .execute(&mut *conn).await?;
-            sqlx::query("INSERT INTO deliveries (id, tenant_id, event_id, event_type, integration_id, rule_id, channel, status, attempts, \
-                         due_at, lease_token, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, NULL, $6, 'pending', 1, $7, $8, $9, $9)")
+            sqlx::query("INSERT INTO deliveries (id, tenant_id, event_id, event_type, integration_id, address, rule_id, channel, status, \
+                         attempts, due_at, lease_token, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, 'pending', 1, $8, $9, $10, $10)")
                 .bind(&delivery.id).bind(&delivery.tenant_id).bind(&delivery.event_id).bind(&delivery.event_type)
-                .bind(&delivery.integration_id).bind(&delivery.channel).bind(lease_until).bind(lease_token).bind(delivery.created_at)
+                .bind(&delivery.integration_id).bind(&delivery.address).bind(&delivery.channel).bind(lease_until).bind(lease_token)
+                .bind(delivery.created_at)
                 .execute(&mut *conn).await?;
         });
         tx.commit().await

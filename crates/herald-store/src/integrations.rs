@@ -17,21 +17,24 @@ pub struct IntegrationRow {
     pub kind: String,
     pub config: String,
     pub enabled: bool,
+    /// People's channels of this kind go through this integration.
+    pub is_default: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, tenant_id, name, type, config, enabled, created_at, updated_at";
+const COLUMNS: &str = "id, tenant_id, name, type, config, enabled, is_default, created_at, updated_at";
 
 impl Db {
     pub async fn insert_integration(&self, r: &IntegrationRow) -> Result<()> {
-        let sql = "INSERT INTO integrations (id, tenant_id, name, type, config, enabled, created_at, updated_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        let sql = "INSERT INTO integrations (id, tenant_id, name, type, config, enabled, is_default, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         let mut tx = self.begin().await?;
         on_tx!(&mut tx, conn => sqlx::query(sql)
             .bind(&r.id).bind(&r.tenant_id).bind(&r.name).bind(&r.kind).bind(&r.config)
-            .bind(r.enabled).bind(r.created_at).bind(r.updated_at)
+            .bind(r.enabled).bind(r.is_default).bind(r.created_at).bind(r.updated_at)
             .execute(conn).await.map(|_| ())?);
+        tx.only_default(r).await?;
         tx.bump_config_version(&r.tenant_id).await?;
         tx.commit().await
     }
@@ -39,11 +42,13 @@ impl Db {
     /// Replaces name, config and enabled of an integration of `r.tenant_id`;
     /// `false` when it does not exist there.
     pub async fn update_integration(&self, r: &IntegrationRow) -> Result<bool> {
-        let sql = "UPDATE integrations SET name = $3, config = $4, enabled = $5, updated_at = $6 WHERE tenant_id = $1 AND id = $2";
+        let sql = "UPDATE integrations SET name = $3, config = $4, enabled = $5, is_default = $6, updated_at = $7 \
+                   WHERE tenant_id = $1 AND id = $2";
         let mut tx = self.begin().await?;
         let n = on_tx!(&mut tx, conn => sqlx::query(sql)
-            .bind(&r.tenant_id).bind(&r.id).bind(&r.name).bind(&r.config).bind(r.enabled).bind(r.updated_at)
+            .bind(&r.tenant_id).bind(&r.id).bind(&r.name).bind(&r.config).bind(r.enabled).bind(r.is_default).bind(r.updated_at)
             .execute(conn).await?.rows_affected());
+        tx.only_default(r).await?;
         tx.bump_config_version(&r.tenant_id).await?;
         tx.commit().await?;
         Ok(n == 1)
@@ -94,5 +99,16 @@ impl Db {
         tx.bump_config_version(tenant).await?;
         tx.commit().await?;
         Ok(deleted)
+    }
+}
+
+impl crate::Tx {
+    /// A default integration is the only default of its kind in its tenant.
+    async fn only_default(&mut self, r: &IntegrationRow) -> Result<()> {
+        if r.is_default {
+            let sql = "UPDATE integrations SET is_default = FALSE WHERE tenant_id = $1 AND type = $2 AND id <> $3 AND is_default";
+            on_tx!(self, conn => sqlx::query(sql).bind(&r.tenant_id).bind(&r.kind).bind(&r.id).execute(conn).await.map(|_| ())?);
+        }
+        Ok(())
     }
 }

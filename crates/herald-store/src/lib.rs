@@ -15,11 +15,14 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
+pub mod catalogue;
 pub mod deliveries;
 pub mod events;
+pub mod inbox;
 pub mod integrations;
 pub mod push;
 pub mod queue;
+pub mod recipients;
 pub mod rules;
 mod sql;
 pub mod tenants;

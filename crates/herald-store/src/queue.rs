@@ -24,7 +24,10 @@ pub struct Job {
     pub severity: String,
     pub data: String,
     pub event_created_at: i64,
-    pub integration_id: String,
+    pub integration_id: Option<String>,
+    pub recipient_id: Option<String>,
+    /// A person's address on the channel (sent to instead of the configured one).
+    pub address: Option<String>,
     pub channel: String,
     /// Attempts so far, this one included.
     pub attempts: i64,
@@ -36,7 +39,7 @@ pub struct Job {
 
 /// Reads claimed deliveries `d` with their events and integrations.
 const JOB_SELECT: &str = "SELECT d.id AS delivery_id, d.tenant_id, d.event_id, d.event_type, e.severity, e.data, \
-      e.created_at AS event_created_at, d.integration_id, d.channel, d.attempts, d.lease_token, \
+      e.created_at AS event_created_at, d.integration_id, d.recipient_id, d.address, d.channel, d.attempts, d.lease_token, \
       i.config AS integration_config, i.enabled AS integration_enabled, i.updated_at AS integration_updated_at \
     FROM d JOIN events e ON e.id = d.event_id \
     LEFT JOIN integrations i ON i.id = d.integration_id AND i.tenant_id = d.tenant_id";
@@ -85,7 +88,7 @@ impl Db {
                      d AS (UPDATE deliveries SET lease_token = $1, due_at = $2, attempts = deliveries.attempts + 1, updated_at = $3 \
                        FROM due WHERE deliveries.id = due.id \
                        RETURNING deliveries.id, deliveries.tenant_id, deliveries.event_id, deliveries.event_type, \
-                         deliveries.integration_id, deliveries.channel, deliveries.attempts, deliveries.lease_token) \
+                         deliveries.integration_id, deliveries.recipient_id, deliveries.address, deliveries.channel, deliveries.attempts, deliveries.lease_token) \
                      {JOB_SELECT}"
                 );
                 Ok(sqlx::query_as(AssertSqlSafe(sql))

@@ -18,6 +18,8 @@ pub struct RuleRow {
     pub condition: Option<String>,
     /// JSON array of integration ids.
     pub integration_ids: String,
+    /// JSON audience: `{"all": true}` or `{"attributes": {…}}`.
+    pub audience: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -32,16 +34,17 @@ impl RuleRow {
     }
 }
 
-const COLUMNS: &str = "id, tenant_id, name, enabled, event_types, condition, integration_ids, created_at, updated_at";
+pub(crate) const COLUMNS: &str =
+    "id, tenant_id, name, enabled, event_types, condition, integration_ids, audience, created_at, updated_at";
 
 impl Db {
     pub async fn insert_rule(&self, r: &RuleRow) -> Result<()> {
-        let sql = "INSERT INTO rules (id, tenant_id, name, enabled, event_types, condition, integration_ids, created_at, updated_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        let sql = "INSERT INTO rules (id, tenant_id, name, enabled, event_types, condition, integration_ids, audience, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
         let mut tx = self.begin().await?;
         on_tx!(&mut tx, conn => sqlx::query(sql)
             .bind(&r.id).bind(&r.tenant_id).bind(&r.name).bind(r.enabled).bind(&r.event_types)
-            .bind(&r.condition).bind(&r.integration_ids).bind(r.created_at).bind(r.updated_at)
+            .bind(&r.condition).bind(&r.integration_ids).bind(&r.audience).bind(r.created_at).bind(r.updated_at)
             .execute(conn).await.map(|_| ())?);
         tx.bump_config_version(&r.tenant_id).await?;
         tx.commit().await
@@ -49,12 +52,12 @@ impl Db {
 
     /// `false` when the rule does not exist in `r.tenant_id`.
     pub async fn update_rule(&self, r: &RuleRow) -> Result<bool> {
-        let sql = "UPDATE rules SET name = $3, enabled = $4, event_types = $5, condition = $6, integration_ids = $7, updated_at = $8 \
-                   WHERE tenant_id = $1 AND id = $2";
+        let sql = "UPDATE rules SET name = $3, enabled = $4, event_types = $5, condition = $6, integration_ids = $7, audience = $8, \
+                   updated_at = $9 WHERE tenant_id = $1 AND id = $2";
         let mut tx = self.begin().await?;
         let n = on_tx!(&mut tx, conn => sqlx::query(sql)
             .bind(&r.tenant_id).bind(&r.id).bind(&r.name).bind(r.enabled).bind(&r.event_types)
-            .bind(&r.condition).bind(&r.integration_ids).bind(r.updated_at)
+            .bind(&r.condition).bind(&r.integration_ids).bind(&r.audience).bind(r.updated_at)
             .execute(conn).await?.rows_affected());
         tx.bump_config_version(&r.tenant_id).await?;
         tx.commit().await?;

@@ -34,6 +34,26 @@ impl Db {
         Ok(on_db!(self, pool => sqlx::query_as(sql).bind(id).fetch_optional(pool).await?))
     }
 
+    /// The tenant's sealed recipient-token signing secret, if one was made.
+    pub async fn tenant_signing_secret(&self, id: &str) -> Result<Option<String>> {
+        let sql = "SELECT signing_secret FROM tenants WHERE id = $1";
+        let found: Option<Option<String>> =
+            on_db!(self, pool => sqlx::query_scalar(sql).bind(id).fetch_optional(pool).await?);
+        Ok(found.flatten())
+    }
+
+    /// Stores `sealed` as the tenant's signing secret unless one exists
+    /// (`replace` overwrites: a rotation). Returns the stored secret.
+    pub async fn init_tenant_signing_secret(&self, id: &str, sealed: &str, replace: bool) -> Result<Option<String>> {
+        let sql = if replace {
+            "UPDATE tenants SET signing_secret = $2 WHERE id = $1"
+        } else {
+            "UPDATE tenants SET signing_secret = $2 WHERE id = $1 AND signing_secret IS NULL"
+        };
+        on_write!(self, pool => sqlx::query(sql).bind(id).bind(sealed).execute(pool).await.map(|_| ())?);
+        self.tenant_signing_secret(id).await
+    }
+
     pub async fn list_tenants(&self) -> Result<Vec<TenantRow>> {
         let sql = "SELECT id, name, created_at FROM tenants ORDER BY id";
         Ok(on_db!(self, pool => sqlx::query_as(sql).fetch_all(pool).await?))
@@ -97,6 +117,8 @@ pub struct RoutingTarget {
     #[sqlx(rename = "type")]
     pub kind: String,
     pub enabled: bool,
+    /// The integration of its kind that people's channels use.
+    pub is_default: bool,
 }
 
 impl crate::Tx {
@@ -117,11 +139,10 @@ impl crate::Tx {
 
     /// A tenant's rules and integrations as of this transaction.
     pub async fn routing_config(&mut self, tenant: &str) -> Result<(Vec<crate::rules::RuleRow>, Vec<RoutingTarget>)> {
-        let rules = "SELECT id, tenant_id, name, enabled, event_types, condition, integration_ids, created_at, updated_at \
-                     FROM rules WHERE tenant_id = $1 ORDER BY id";
-        let targets = "SELECT id, type, enabled FROM integrations WHERE tenant_id = $1";
+        let rules = format!("SELECT {} FROM rules WHERE tenant_id = $1 ORDER BY id", crate::rules::COLUMNS);
+        let targets = "SELECT id, type, enabled, is_default FROM integrations WHERE tenant_id = $1 ORDER BY id";
         Ok(crate::on_tx!(self, conn => {
-            let r = sqlx::query_as(rules).bind(tenant).fetch_all(&mut *conn).await?;
+            let r = sqlx::query_as(sqlx::AssertSqlSafe(rules.clone())).bind(tenant).fetch_all(&mut *conn).await?;
             let t = sqlx::query_as(targets).bind(tenant).fetch_all(&mut *conn).await?;
             (r, t)
         }))

@@ -5,6 +5,7 @@ mod auth;
 mod config;
 mod error;
 mod extract;
+mod live;
 mod pipeline;
 mod secrets;
 mod serve;

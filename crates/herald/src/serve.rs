@@ -64,7 +64,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let channel_ctx = Context { http: build_http_client(policy), policy };
     let wake = Wake::new(db.clone());
     let writers = if db.backend() == Backend::Postgres { 4 } else { 1 };
-    let ingest = ingest::spawn(db.clone(), wake.clone(), writers);
+    let live = crate::live::Live::new();
+    let ingest = ingest::spawn(db.clone(), wake.clone(), live.clone(), writers);
     let shutdown = CancellationToken::new();
 
     if db.backend() == Backend::Sqlite {
@@ -85,6 +86,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         channel_ctx,
         ingest,
         wake: wake.clone(),
+        live,
         metrics,
         tenants: RwLock::new(tenants),
         key_cache: Mutex::default(),

@@ -16,6 +16,7 @@ use crate::{
     api::test_send::TestLimiter,
     auth::Caller,
     config::Config,
+    live::Live,
     pipeline::{ingest::IngestHandle, wake::Wake},
     secrets::MasterKey,
 };
@@ -41,6 +42,8 @@ pub struct Inner {
     pub channel_ctx: Context,
     pub ingest: IngestHandle,
     pub wake: Wake,
+    /// Pushes inbox changes to open WebSocket and SSE connections.
+    pub live: Live,
     pub metrics: PrometheusHandle,
     /// Tenants known to exist (tenants are never deleted, so this only grows).
     pub tenants: RwLock<HashSet<String>>,

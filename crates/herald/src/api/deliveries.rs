@@ -31,7 +31,12 @@ pub struct DeliveryOut {
     id: String,
     event_id: String,
     event_type: String,
-    integration_id: String,
+    /// `null` for `in_app` and for a person's channel with no integration.
+    integration_id: Option<String>,
+    /// The person, for deliveries to people.
+    recipient: Option<String>,
+    /// Where a person's delivery goes: their email address, number, chat id.
+    address: Option<String>,
     rule_id: Option<String>,
     channel: String,
     status: String,
@@ -56,6 +61,8 @@ impl From<DeliveryRow> for DeliveryOut {
             event_id: r.event_id,
             event_type: r.event_type,
             integration_id: r.integration_id,
+            recipient: r.recipient_id,
+            address: r.address,
             rule_id: r.rule_id,
             channel: r.channel,
             next_attempt_at: pending.then(|| rfc3339(r.due_at)),
@@ -102,6 +109,7 @@ struct ListQuery {
     event_id: Option<String>,
     status: Option<String>,
     integration_id: Option<String>,
+    recipient: Option<String>,
     channel: Option<String>,
     event_type: Option<String>,
     since: Option<String>,
@@ -125,6 +133,7 @@ async fn list(
         event_id: q.event_id,
         status: q.status,
         integration_id: q.integration_id,
+        recipient_id: q.recipient,
         channel: q.channel,
         event_type: q.event_type,
         since: page::time_param("since", q.since.as_deref())?,

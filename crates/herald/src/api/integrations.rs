@@ -45,6 +45,9 @@ struct IntegrationIn {
     url: Option<String>,
     #[serde(default = "yes")]
     enabled: bool,
+    /// People's channels of this type go through this integration.
+    #[serde(default)]
+    default: bool,
 }
 
 impl std::fmt::Debug for IntegrationIn {
@@ -63,6 +66,8 @@ struct IntegrationReplace {
     config: Value,
     #[serde(default = "yes")]
     enabled: bool,
+    #[serde(default)]
+    default: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +77,7 @@ struct IntegrationPatch {
     /// Merged into the stored config: keys given replace, `null` removes.
     config: Option<Value>,
     enabled: Option<bool>,
+    default: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -86,6 +92,9 @@ pub struct IntegrationOut {
     kind: String,
     config: Value,
     enabled: bool,
+    /// The integration people's channels of this type use (else the only
+    /// enabled one of its type).
+    default: bool,
     created_at: String,
     updated_at: String,
 }
@@ -114,6 +123,7 @@ fn out(state: &AppState, row: IntegrationRow) -> IntegrationOut {
         kind: row.kind,
         config,
         enabled: row.enabled,
+        default: row.is_default,
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
     }
@@ -239,6 +249,7 @@ async fn create(
         kind,
         config,
         enabled: input.enabled,
+        is_default: input.default,
         created_at: now,
         updated_at: now,
     };
@@ -309,6 +320,7 @@ async fn save(
     name: String,
     config: Value,
     enabled: bool,
+    is_default: bool,
 ) -> ApiResult<Json<IntegrationOut>> {
     check_name(&name)?;
     let channel = channel_of(state, &row.kind)?;
@@ -318,6 +330,7 @@ async fn save(
     row.name = name;
     row.config = config;
     row.enabled = enabled;
+    row.is_default = is_default;
     row.updated_at = now_ms().max(row.updated_at + 1);
     if !state.db.update_integration(&row).await? {
         return Err(ApiError::not_found("integration", &row.id));
@@ -341,7 +354,7 @@ async fn replace(
     {
         return Err(ApiError::invalid("type", "the type of an integration cannot change; create a new one"));
     }
-    save(&state, row, input.name, input.config, input.enabled).await
+    save(&state, row, input.name, input.config, input.enabled, input.default).await
 }
 
 async fn patch(
@@ -369,7 +382,8 @@ async fn patch(
     }
     let name = input.name.unwrap_or_else(|| row.name.clone());
     let enabled = input.enabled.unwrap_or(row.enabled);
-    save(&state, row, name, config, enabled).await
+    let is_default = input.default.unwrap_or(row.is_default);
+    save(&state, row, name, config, enabled, is_default).await
 }
 
 async fn delete(

@@ -35,6 +35,42 @@ struct RuleIn {
     condition: Option<String>,
     #[serde(default)]
     integration_ids: Vec<String>,
+    #[serde(default)]
+    audience: Option<Audience>,
+}
+
+/// Which recipients a rule reaches: everyone, or those whose attributes
+/// have these values (an array attribute matches when it contains the value).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audience {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Audience {
+    fn validate(&self) -> ApiResult<()> {
+        if self.all == !self.attributes.is_empty() {
+            return Err(ApiError::invalid(
+                "audience",
+                "give either `{\"all\": true}` or `{\"attributes\": {\"role\": \"admin\"}}`",
+            ));
+        }
+        if self.attributes.len() > 20 {
+            return Err(ApiError::invalid("audience.attributes", "at most 20 attributes"));
+        }
+        for (name, value) in &self.attributes {
+            if value.is_object() || value.is_array() || value.is_null() {
+                return Err(ApiError::invalid(
+                    format!("audience.attributes.{name}"),
+                    "must be a string, a number or a boolean",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +83,13 @@ struct RulePatch {
     #[serde(default, deserialize_with = "double_option")]
     condition: Option<Option<String>>,
     integration_ids: Option<Vec<String>>,
+    /// `null` removes the audience.
+    #[serde(default, deserialize_with = "double_option_audience")]
+    audience: Option<Option<Audience>>,
+}
+
+fn double_option_audience<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Audience>>, D::Error> {
+    Option::<Audience>::deserialize(d).map(Some)
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
@@ -65,6 +108,7 @@ struct RuleOut {
     event_types: Vec<String>,
     condition: Option<String>,
     integration_ids: Vec<String>,
+    audience: Option<Audience>,
     created_at: String,
     updated_at: String,
 }
@@ -73,6 +117,7 @@ fn out(row: RuleRow) -> ApiResult<RuleOut> {
     Ok(RuleOut {
         event_types: row.event_types()?,
         integration_ids: row.integration_ids()?,
+        audience: row.audience.as_deref().map(serde_json::from_str).transpose()?,
         id: row.id,
         name: row.name,
         enabled: row.enabled,
@@ -116,7 +161,11 @@ async fn validate(state: &AppState, tenant: &str, input: RuleIn, row: &mut RuleR
     row.enabled = input.enabled;
     row.event_types = serde_json::to_string(&input.event_types)?;
     row.condition = condition;
+    if let Some(audience) = &input.audience {
+        audience.validate()?;
+    }
     row.integration_ids = serde_json::to_string(&ids)?;
+    row.audience = input.audience.as_ref().map(serde_json::to_string).transpose()?;
     Ok(())
 }
 
@@ -134,6 +183,7 @@ async fn create(
         event_types: String::new(),
         condition: None,
         integration_ids: String::new(),
+        audience: None,
         created_at: now,
         updated_at: now,
     };
@@ -209,6 +259,10 @@ async fn patch(
         integration_ids: match p.integration_ids {
             Some(v) => v,
             None => row.integration_ids()?,
+        },
+        audience: match p.audience {
+            Some(a) => a,
+            None => row.audience.as_deref().map(serde_json::from_str).transpose()?,
         },
     };
     store(&state, &caller.tenant, row, input).await

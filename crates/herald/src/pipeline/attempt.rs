@@ -41,13 +41,14 @@ impl TargetCache {
         config: &str,
         updated_at: i64,
     ) -> Result<Arc<dyn Target>, String> {
-        if let Some((at, target)) = self.built.lock().expect("target cache lock").get(&job.integration_id)
+        let integration = job.integration_id.as_deref().ok_or("the delivery has no integration")?;
+        if let Some((at, target)) = self.built.lock().expect("target cache lock").get(integration)
             && *at == updated_at
         {
             return Ok(target.clone());
         }
-        let target = build(state, &job.tenant_id, &job.integration_id, &job.channel, config)?;
-        self.built.lock().expect("target cache lock").insert(job.integration_id.clone(), (updated_at, target.clone()));
+        let target = build(state, &job.tenant_id, integration, &job.channel, config)?;
+        self.built.lock().expect("target cache lock").insert(integration.to_owned(), (updated_at, target.clone()));
         Ok(target)
     }
 }

@@ -14,6 +14,7 @@ use herald_store::{
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{router::Router, wake::Wake};
+use crate::live::Live;
 
 /// The most events one commit carries.
 const MAX_BATCH: usize = 2048;
@@ -49,15 +50,15 @@ impl IngestHandle {
 }
 
 /// Starts `writers` writer tasks (one on SQLite, which has one writer anyway).
-pub fn spawn(db: Db, wake: Wake, writers: usize) -> IngestHandle {
+pub fn spawn(db: Db, wake: Wake, live: Live, writers: usize) -> IngestHandle {
     let (tx, rx) = mpsc::channel::<Job>(16_384);
     let rx = Arc::new(Mutex::new(rx));
     let router = Arc::new(Router::default());
     for _ in 0..writers.max(1) {
-        let (db, wake, rx, router) = (db.clone(), wake.clone(), rx.clone(), router.clone());
+        let (db, wake, live, rx, router) = (db.clone(), wake.clone(), live.clone(), rx.clone(), router.clone());
         tokio::spawn(async move {
             while let Some(jobs) = next_batch(&rx).await {
-                write(&db, &wake, &router, jobs).await;
+                write(&db, &wake, &live, &router, jobs).await;
             }
         });
     }
@@ -82,7 +83,7 @@ async fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
     Some(jobs)
 }
 
-async fn write(db: &Db, wake: &Wake, router: &Router, jobs: Vec<Job>) {
+async fn write(db: &Db, wake: &Wake, live: &Live, router: &Router, jobs: Vec<Job>) {
     let all: Vec<&NewEvent> = jobs.iter().flat_map(|j| j.events.iter()).collect();
     match store_and_route(db, router, &all).await {
         Ok((results, pending)) => {

@@ -1,0 +1,117 @@
+-- People: recipients (by the client app's own ids), what they prefer, the
+-- catalogue of notification types, templates, and the in-app inbox.
+
+CREATE TABLE recipients (
+    tenant_id   TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    email       TEXT,
+    phone       TEXT,
+    name        TEXT,
+    locale      TEXT,
+    timezone    TEXT,
+    -- JSON object: role, tier, … (audiences match on these).
+    attributes  TEXT NOT NULL,
+    -- JSON object: channel → address (telegram chat id, slack member id…).
+    addresses   TEXT NOT NULL,
+    -- JSON preferences document, NULL until the recipient (or the app) sets one.
+    preferences TEXT,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+
+-- One row per scalar attribute value (each element of an array value), the
+-- value as canonical JSON text: an audience {"role": "admin"} is an index
+-- lookup, not a scan of every recipient. Rewritten with the recipient.
+CREATE TABLE recipient_attributes (
+    tenant_id    TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    value        TEXT NOT NULL,
+    recipient_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, name, value, recipient_id)
+);
+CREATE INDEX recipient_attributes_recipient ON recipient_attributes (tenant_id, recipient_id);
+
+-- Types a recipient turned on in their own preferences: they hear about
+-- such events even when nobody names them. Rewritten with the preferences.
+CREATE TABLE recipient_subscriptions (
+    tenant_id    TEXT NOT NULL,
+    event_type   TEXT NOT NULL,
+    recipient_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, event_type, recipient_id)
+);
+CREATE INDEX recipient_subscriptions_recipient ON recipient_subscriptions (tenant_id, recipient_id);
+
+-- Tenant-wide preference defaults per role (attributes.role).
+CREATE TABLE role_preferences (
+    tenant_id   TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    preferences TEXT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, role)
+);
+
+CREATE TABLE notification_types (
+    tenant_id       TEXT NOT NULL,
+    type            TEXT NOT NULL,
+    label           TEXT NOT NULL,
+    description     TEXT,
+    category        TEXT,
+    default_enabled BOOLEAN NOT NULL,
+    -- JSON array of channel names.
+    channels        TEXT NOT NULL,
+    severity        TEXT,
+    required        BOOLEAN NOT NULL,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, type)
+);
+
+-- locale '' is the default variant.
+CREATE TABLE templates (
+    tenant_id  TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    channel    TEXT NOT NULL,
+    locale     TEXT NOT NULL,
+    subject    TEXT,
+    text_body  TEXT,
+    html_body  TEXT,
+    title      TEXT,
+    body       TEXT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, type, channel, locale)
+);
+
+-- One item per in_app delivery (delivery_id unique: a retried job never
+-- writes a second item).
+CREATE TABLE inbox_items (
+    id           TEXT PRIMARY KEY,
+    tenant_id    TEXT NOT NULL,
+    recipient_id TEXT NOT NULL,
+    delivery_id  TEXT NOT NULL UNIQUE,
+    event_id     TEXT NOT NULL,
+    type         TEXT NOT NULL,
+    severity     TEXT NOT NULL,
+    title        TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    link         TEXT,
+    data         TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    read_at      BIGINT,
+    archived_at  BIGINT
+);
+CREATE INDEX inbox_items_recipient ON inbox_items (tenant_id, recipient_id, id);
+
+-- A rule may name an audience of recipients as well as integrations.
+ALTER TABLE rules ADD COLUMN audience TEXT;
+-- The integration a person's channel uses when several of its kind exist.
+ALTER TABLE integrations ADD COLUMN is_default BOOLEAN NOT NULL DEFAULT FALSE;
+-- Signs recipient tokens (sealed under the master key like any secret).
+ALTER TABLE tenants ADD COLUMN signing_secret TEXT;
+
+-- Deliveries to people: the recipient and their address on the channel,
+-- and no integration for in_app.
+ALTER TABLE deliveries ADD COLUMN recipient_id TEXT;
+ALTER TABLE deliveries ADD COLUMN address TEXT;
+ALTER TABLE deliveries ALTER COLUMN integration_id DROP NOT NULL;
+CREATE INDEX deliveries_recipient ON deliveries (tenant_id, recipient_id) WHERE recipient_id IS NOT NULL;

@@ -5,6 +5,7 @@
 
 mod baseline;
 mod herald;
+mod live;
 mod load;
 mod phases;
 mod postgres;
@@ -69,6 +70,15 @@ struct RunArgs {
     /// Sinks (integrations) in the fan-out case; one rule lists them all.
     #[arg(long, default_value_t = 10)]
     fanout_sinks: usize,
+    /// Idle WebSocket clients of the live-inbox phase (one recipient each); 0 skips the phase.
+    #[arg(long, default_value_t = 10_000)]
+    live_clients: usize,
+    /// Events per second in the live-inbox phase, each to the next client in turn.
+    #[arg(long, default_value_t = 1_000)]
+    live_rate: u64,
+    /// Events in the live-inbox phase (default: one per client).
+    #[arg(long)]
+    live_events: Option<u64>,
     /// Fail an end-to-end case when no delivery arrives for this long.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     stall_timeout: Duration,

@@ -13,6 +13,7 @@ use crate::{
     RunArgs,
     baseline::BaselineResult,
     herald::{Backend, Herald, HeraldBinary},
+    live::{self, LivePlan, LiveResult},
     load::{ClientKind, Load, LoadSummary, Plan, Target},
     process::{self, Shutdown},
     procfs::{self, Memory, Usage},
@@ -35,6 +36,7 @@ pub struct Settings {
     pub fanout_events: u64,
     pub fanout_sinks: usize,
     pub stall_timeout: Duration,
+    pub live: LivePlan,
     pub database_url: String,
     /// Logs and data dirs of the servers under test.
     pub work_dir: PathBuf,
@@ -51,6 +53,12 @@ impl Settings {
             fanout_events: args.fanout_events,
             fanout_sinks: args.fanout_sinks,
             stall_timeout: args.stall_timeout,
+            live: LivePlan {
+                connections: args.live_clients,
+                events: args.live_events.unwrap_or(args.live_clients as u64),
+                rate_per_s: args.live_rate,
+                timeout: args.stall_timeout,
+            },
             database_url: args.database_url.clone(),
             work_dir,
         }
@@ -118,8 +126,47 @@ pub async fn run_backend(
         webhooks.push(result);
     }
 
+    let live = if settings.live.connections == 0 {
+        None
+    } else {
+        let result = live_inbox(settings, binary, backend, &mut deviations).await;
+        eprintln!(
+            "  live inbox: {}",
+            report::phase_line(&result, |r| format!(
+                "{} WebSocket clients, {} B per idle connection; {}/{} notifications, p50 {:.1} ms, p99 {:.1} ms at {}/s",
+                r.connections,
+                r.bytes_per_idle_connection,
+                r.received,
+                r.accepted,
+                f64::from(r.latency.p50_us) / 1000.0,
+                f64::from(r.latency.p99_us) / 1000.0,
+                r.rate_per_s
+            ))
+        );
+        Some(result)
+    };
+
     deviations.dedup();
-    BackendReport { backend, skipped: None, ingest: Some(ingest), webhooks, deviations }
+    BackendReport { backend, skipped: None, ingest: Some(ingest), webhooks, live, deviations }
+}
+
+async fn live_inbox(
+    settings: &Settings,
+    binary: &HeraldBinary,
+    backend: Backend,
+    deviations: &mut Vec<String>,
+) -> Phase<LiveResult> {
+    let mut herald = match Herald::start(binary, backend, settings, "live").await {
+        Ok(herald) => herald,
+        Err(error) => return Phase::failed(error.context("starting herald")),
+    };
+    let measured = live::run(&mut herald, settings.live).await;
+    deviations.append(&mut herald.deviations);
+    let shutdown = herald.stop().await;
+    match (measured, shutdown) {
+        (Ok(result), Ok(_)) => Phase::Done(result),
+        (Err(error), _) | (_, Err(error)) => Phase::failed(error),
+    }
 }
 
 async fn ingest(

@@ -10,6 +10,7 @@ use crate::{
     baseline::BaselineResult,
     herald::Backend,
     load::{ClientKind, Latency, LoadSummary},
+    live::LiveResult,
     phases::{IngestResult, WebhookResult},
     procfs::{Memory, Usage},
 };
@@ -57,6 +58,7 @@ pub struct BackendReport {
     pub skipped: Option<String>,
     pub ingest: Option<Phase<IngestResult>>,
     pub webhooks: Vec<Phase<WebhookResult>>,
+    pub live: Option<Phase<LiveResult>>,
     /// Answers that differed from Herald's API contract, as seen.
     pub deviations: Vec<String>,
 }
@@ -77,7 +79,7 @@ impl<T> Phase<T> {
 
 impl BackendReport {
     pub fn skipped(backend: Backend, reason: String) -> Self {
-        Self { backend, skipped: Some(reason), ingest: None, webhooks: Vec::new(), deviations: Vec::new() }
+        Self { backend, skipped: Some(reason), ingest: None, webhooks: Vec::new(), live: None, deviations: Vec::new() }
     }
 }
 
@@ -116,8 +118,36 @@ impl Results {
                         Phase::Failed { .. } => true,
                         Phase::Done(r) => load_failed(&r.post),
                     })
+                    || matches!(backend.live, Some(Phase::Failed { .. }))
+                    || matches!(&backend.live, Some(Phase::Done(r)) if r.received < r.accepted || r.accepted < r.events)
             })
     }
+}
+
+/// The live-inbox figures: connections, memory per idle connection, and
+/// event-to-browser latency.
+fn live_section(r: &LiveResult) -> String {
+    let ms = |us: u32| f64::from(us) / 1000.0;
+    format!(
+        "Live inbox: {} idle WebSocket clients (one recipient each) opened in {:.1} s; Herald's RSS went from \
+         {:.1} MiB to {:.1} MiB, **{} bytes per idle connection**. Then {} events at {}/s, each to the next \
+         client: {} of {} notifications received; from the `202` to the message: p50 {:.1} ms, p90 {:.1} ms, \
+         **p99 {:.1} ms**, max {:.1} ms ({} arrived before their `202` was read).\n\n",
+        thousands(r.connections as u64),
+        r.connect_s,
+        r.memory_before.rss_kib as f64 / 1024.0,
+        r.memory_connected.rss_kib as f64 / 1024.0,
+        thousands(r.bytes_per_idle_connection),
+        thousands(r.events),
+        thousands(r.rate_per_s),
+        thousands(r.received),
+        thousands(r.accepted),
+        ms(r.latency.p50_us),
+        ms(r.latency.p90_us),
+        ms(r.latency.p99_us),
+        ms(r.latency.max_us),
+        r.before_answer,
+    )
 }
 
 /// `52,311 req/s, p50 1.12 ms, p99 2.90 ms, 0 errors`.
@@ -224,6 +254,14 @@ pub fn markdown(results: &Results) -> String {
             "\nWebhook rows: deliveries/s = expected deliveries ÷ time from the first post \
              to the last delivery; p50/p99 are the latencies of those posts.\n"
         );
+        match &backend.live {
+            Some(Phase::Done(r)) => {
+                out.push_str(&live_section(r));
+                resources.push_str(&usage_row("Herald, live inbox under load", &r.loaded));
+            }
+            Some(Phase::Failed { error }) => notes.push(format!("Live inbox failed: {error}")),
+            None => {}
+        }
         out.push_str(RESOURCES_HEAD);
         out.push_str(&resources);
         out.push_str(&baseline_resources(baseline));

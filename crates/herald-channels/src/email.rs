@@ -227,9 +227,17 @@ impl EmailTarget {
         for to in recipients {
             builder = builder.to(Mailbox::new(None, to.clone()));
         }
-        let body = MultiPart::alternative_plain_html(content.plain_text(), html::render(message));
+        let html = content.html.clone().unwrap_or_else(|| html::render(message));
+        let body = MultiPart::alternative_plain_html(content.plain_text(), html);
         Ok(builder.multipart(body)?.formatted())
     }
+}
+
+/// A person's mail as it would be sent: subject, plain text and HTML
+/// (for template previews).
+pub fn preview(message: &Message<'_>) -> (String, String, String) {
+    let content = message.content;
+    (content.title.clone(), content.plain_text(), content.html.clone().unwrap_or_else(|| html::render(message)))
 }
 
 impl Target for EmailTarget {

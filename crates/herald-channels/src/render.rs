@@ -34,6 +34,9 @@ pub struct Content {
     /// Where a click should lead: the event's own `url`, else the event in Herald.
     pub link: Option<String>,
     pub severity: Severity,
+    /// A tenant template's own HTML (email's `html_body`), used instead of
+    /// the themed layout.
+    pub html: Option<String>,
 }
 
 /// How a severity looks: colour and a word (success green, failure red,
@@ -91,12 +94,13 @@ impl Content {
             fields,
             link: link.map(|l| l.1.to_owned()).or_else(|| event_link.map(str::to_owned)),
             severity,
+            html: None,
         }
     }
 
     /// Nothing to show: what channels that do not render get.
     pub fn empty(severity: Severity) -> Content {
-        Content { title: String::new(), body: String::new(), fields: Vec::new(), link: None, severity }
+        Content { title: String::new(), body: String::new(), fields: Vec::new(), link: None, severity, html: None }
     }
 
     pub fn theme(&self) -> Theme {

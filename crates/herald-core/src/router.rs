@@ -13,6 +13,17 @@ pub struct Rule {
     pub event_types: Vec<String>,
     pub condition: Option<Arc<Condition>>,
     pub integration_ids: Vec<IntegrationId>,
+    /// The recipients the rule also reaches.
+    pub audience: Option<Audience>,
+}
+
+/// Which recipients a rule reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    All,
+    /// Every recipient whose attribute `name` has (or, for an array,
+    /// contains) the value, as canonical JSON text: `("role", "\"admin\"")`.
+    Attributes(Vec<(String, String)>),
 }
 
 /// An integration as the router needs it.
@@ -48,6 +59,8 @@ pub struct Plan {
     pub deliveries: Vec<PlannedDelivery>,
     /// Conditions that could not be evaluated (counted as no match).
     pub condition_errors: Vec<(RuleId, String)>,
+    /// The audiences of the rules that matched, in rule order.
+    pub audiences: Vec<(RuleId, Audience)>,
 }
 
 /// Decides which integrations hear about `event`: every enabled rule whose
@@ -72,6 +85,9 @@ pub fn plan(event: EventView<'_>, rules: &[Rule], targets: &HashMap<IntegrationI
                     continue;
                 }
             }
+        }
+        if let Some(audience) = &rule.audience {
+            out.audiences.push((rule.id.clone(), audience.clone()));
         }
         for id in &rule.integration_ids {
             if out.deliveries.iter().any(|d| &d.integration_id == id) {
@@ -102,6 +118,7 @@ mod tests {
             event_types: types.iter().map(|s| s.to_string()).collect(),
             condition: cond.map(|c| Arc::new(Condition::parse(c).unwrap())),
             integration_ids: ints.iter().map(|i| (*i).clone()).collect(),
+            audience: None,
         }
     }
 
@@ -147,6 +164,19 @@ mod tests {
         assert_eq!(p.deliveries.len(), 1);
         assert_eq!(p.deliveries[0].integration_id, b);
         assert_eq!(p.deliveries[0].skip_reason.as_deref(), Some("integration disabled"));
+    }
+
+    #[test]
+    fn matching_rules_contribute_their_audiences() {
+        let mut admins = rule(&["job.*"], Some("severity == 'error'"), &[]);
+        admins.audience = Some(Audience::Attributes(vec![("role".into(), "\"admin\"".into())]));
+        let mut everyone = rule(&["billing.*"], None, &[]);
+        everyone.audience = Some(Audience::All);
+        let rules = vec![admins.clone(), everyone];
+        let data = json!({});
+        let p = plan(ev("job.failed", "error", &data), &rules, &HashMap::new());
+        assert_eq!(p.audiences, vec![(admins.id.clone(), admins.audience.clone().unwrap())]);
+        assert!(plan(ev("job.failed", "info", &data), &rules, &HashMap::new()).audiences.is_empty());
     }
 
     #[test]

@@ -93,6 +93,12 @@ impl Tx {
 }
 
 impl Db {
+    /// Every template of the tenant.
+    pub async fn all_templates(&self, tenant: &str) -> Result<Vec<TemplateRow>> {
+        let sql = format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE tenant_id = $1");
+        Ok(on_db!(self, pool => sqlx::query_as(AssertSqlSafe(sql)).bind(tenant).fetch_all(pool).await?))
+    }
+
     /// Stores types and templates together (an import): all or nothing.
     pub async fn import_catalogue(
         &self,

@@ -21,6 +21,14 @@ pub struct NewEvent {
     pub request_hash: String,
     pub deliver_at: Option<i64>,
     pub created_at: i64,
+    /// The people the event names (recipient ids), deduplicated.
+    pub recipients: Vec<String>,
+}
+
+impl NewEvent {
+    fn recipients_json(&self) -> Option<String> {
+        (!self.recipients.is_empty()).then(|| serde_json::to_string(&self.recipients).expect("strings serialize"))
+    }
 }
 
 /// What storing one event came to.
@@ -45,9 +53,11 @@ pub struct EventRow {
     pub idempotency_key: Option<String>,
     pub deliver_at: Option<i64>,
     pub created_at: i64,
+    /// JSON array of recipient ids.
+    pub recipients: Option<String>,
 }
 
-const EVENT_COLUMNS: &str = "id, tenant_id, type, severity, data, idempotency_key, deliver_at, created_at";
+const EVENT_COLUMNS: &str = "id, tenant_id, type, severity, data, idempotency_key, deliver_at, created_at, recipients";
 
 /// Filters of `GET /v1/events`.
 #[derive(Debug, Default, Clone)]
@@ -102,10 +112,10 @@ impl Db {
 }
 
 async fn insert_plain(tx: &mut Tx, chunk: &[&NewEvent]) -> Result<()> {
-    const COLS: usize = 9;
+    const COLS: usize = 10;
     let sql = insert_rows(
         tx.backend(),
-        "events (id, tenant_id, type, severity, data, idempotency_key, request_hash, deliver_at, created_at)",
+        "events (id, tenant_id, type, severity, data, idempotency_key, request_hash, deliver_at, created_at, recipients)",
         chunk.len(),
         COLS,
     );
@@ -113,7 +123,7 @@ async fn insert_plain(tx: &mut Tx, chunk: &[&NewEvent]) -> Result<()> {
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for e in chunk {
             q = q.bind(&e.id).bind(&e.tenant_id).bind(&e.event_type).bind(&e.severity).bind(&e.data)
-                .bind(&e.idempotency_key).bind(&e.request_hash).bind(e.deliver_at).bind(e.created_at);
+                .bind(&e.idempotency_key).bind(&e.request_hash).bind(e.deliver_at).bind(e.created_at).bind(e.recipients_json());
         }
         q.execute(conn).await?;
     });
@@ -121,13 +131,13 @@ async fn insert_plain(tx: &mut Tx, chunk: &[&NewEvent]) -> Result<()> {
 }
 
 async fn insert_keyed(tx: &mut Tx, e: &NewEvent) -> Result<Inserted> {
-    let insert = "INSERT INTO events (id, tenant_id, type, severity, data, idempotency_key, request_hash, deliver_at, created_at) \
-                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
+    let insert = "INSERT INTO events (id, tenant_id, type, severity, data, idempotency_key, request_hash, deliver_at, created_at, recipients) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
     let existing = "SELECT id, request_hash FROM events WHERE tenant_id = $1 AND idempotency_key = $2";
     on_tx!(tx, conn => {
         let n = sqlx::query(insert)
             .bind(&e.id).bind(&e.tenant_id).bind(&e.event_type).bind(&e.severity).bind(&e.data)
-            .bind(&e.idempotency_key).bind(&e.request_hash).bind(e.deliver_at).bind(e.created_at)
+            .bind(&e.idempotency_key).bind(&e.request_hash).bind(e.deliver_at).bind(e.created_at).bind(e.recipients_json())
             .execute(&mut *conn).await?.rows_affected();
         if n == 1 {
             return Ok(Inserted::Created(e.id.clone()));

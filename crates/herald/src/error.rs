@@ -15,6 +15,15 @@ pub enum ApiError {
         field: Option<String>,
         detail: String,
     },
+    /// 400 for a template that does not compile or render: the template
+    /// field, and `line` / `column` in its source (1-based; 0 when unknown),
+    /// also answered as members of the problem.
+    InvalidTemplate {
+        field: String,
+        detail: String,
+        line: usize,
+        column: usize,
+    },
     Unauthorized,
     Forbidden(String),
     NotFound(String),
@@ -50,9 +59,16 @@ impl<E: Into<anyhow::Error>> From<E> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let position = match &self {
+            ApiError::InvalidTemplate { line, column, .. } => Some((*line, *column)),
+            _ => None,
+        };
         let (status, slug, title, detail, field) = match self {
             ApiError::Invalid { field, detail } => {
                 (StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", detail, field)
+            }
+            ApiError::InvalidTemplate { field, detail, .. } => {
+                (StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", detail, Some(field))
             }
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
@@ -104,6 +120,10 @@ impl IntoResponse for ApiError {
         });
         if let Some(field) = field {
             body["field"] = json!(field);
+        }
+        if let Some((line, column)) = position {
+            body["line"] = json!(line);
+            body["column"] = json!(column);
         }
         let mut res = (status, body.to_string()).into_response();
         res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));

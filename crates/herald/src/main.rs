@@ -7,6 +7,8 @@ mod error;
 mod extract;
 mod live;
 mod pipeline;
+mod recipient_token;
+mod render;
 mod secrets;
 mod serve;
 mod state;

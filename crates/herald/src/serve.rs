@@ -64,8 +64,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let channel_ctx = Context { http: build_http_client(policy), policy };
     let wake = Wake::new(db.clone());
     let writers = if db.backend() == Backend::Postgres { 4 } else { 1 };
-    let live = crate::live::Live::new();
-    let ingest = ingest::spawn(db.clone(), wake.clone(), live.clone(), writers);
+    let live = crate::live::Live::new(db.clone());
+    let ingest = ingest::spawn(db.clone(), wake.clone(), live.clone(), config.public_url.clone(), writers);
     let shutdown = CancellationToken::new();
 
     if db.backend() == Backend::Sqlite {
@@ -87,6 +87,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ingest,
         wake: wake.clone(),
         live,
+        recipient_keys: Default::default(),
+        templates: Default::default(),
         metrics,
         tenants: RwLock::new(tenants),
         key_cache: Mutex::default(),
@@ -95,6 +97,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     wake.spawn_listener(shutdown.clone());
+    state.live.spawn(shutdown.clone());
     let worker_task = tokio::spawn(worker::run(state.clone()));
 
     let listener = tokio::net::TcpListener::bind(state.config.listen)

@@ -18,6 +18,8 @@ use crate::{
     config::Config,
     live::Live,
     pipeline::{ingest::IngestHandle, wake::Wake},
+    render::TemplateCache,
+    recipient_token::SigningKeys,
     secrets::MasterKey,
 };
 
@@ -44,6 +46,10 @@ pub struct Inner {
     pub wake: Wake,
     /// Pushes inbox changes to open WebSocket and SSE connections.
     pub live: Live,
+    /// Tenants' recipient-token signing secrets, opened.
+    pub recipient_keys: SigningKeys,
+    /// Tenants' templates, cached briefly for the workers.
+    pub templates: TemplateCache,
     pub metrics: PrometheusHandle,
     /// Tenants known to exist (tenants are never deleted, so this only grows).
     pub tenants: RwLock<HashSet<String>>,

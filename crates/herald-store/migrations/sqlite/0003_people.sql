@@ -102,6 +102,8 @@ CREATE TABLE inbox_items (
 );
 CREATE INDEX inbox_items_recipient ON inbox_items (tenant_id, recipient_id, id);
 
+-- The people an event names (JSON array of recipient ids), NULL when none.
+ALTER TABLE events ADD COLUMN recipients TEXT;
 -- A rule may name an audience of recipients as well as integrations.
 ALTER TABLE rules ADD COLUMN audience TEXT;
 -- The integration a person's channel uses when several of its kind exist.

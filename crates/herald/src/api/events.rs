@@ -51,7 +51,13 @@ struct EventIn {
     deliver_at: Option<String>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// Recipient ids (the app's own) the event is for.
+    #[serde(default)]
+    recipients: Vec<String>,
 }
+
+/// The most recipients one event may name (audiences reach more).
+const MAX_RECIPIENTS: usize = 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +74,8 @@ pub struct EventOut {
     data: serde_json::Value,
     idempotency_key: Option<String>,
     deliver_at: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    recipients: Vec<String>,
     created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     deliveries: Option<Vec<DeliveryOut>>,
@@ -82,6 +90,7 @@ impl From<EventRow> for EventOut {
             data: serde_json::from_str(&r.data).unwrap_or_default(),
             idempotency_key: r.idempotency_key,
             deliver_at: r.deliver_at.map(rfc3339),
+            recipients: r.recipients.as_deref().and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default(),
             created_at: rfc3339(r.created_at),
             deliveries: None,
         }
@@ -122,6 +131,21 @@ fn build_event(tenant: &str, mut input: EventIn, header_key: Option<&str>, prefi
     {
         return Err(ApiError::invalid(field("idempotency_key"), "must be 1 to 255 printable ASCII characters"));
     }
+    if input.recipients.len() > MAX_RECIPIENTS {
+        return Err(ApiError::invalid(field("recipients"), format!("at most {MAX_RECIPIENTS} recipients per event")));
+    }
+    let mut recipients: Vec<String> = Vec::with_capacity(input.recipients.len());
+    for (i, id) in input.recipients.into_iter().enumerate() {
+        if id.is_empty() || id.chars().count() > 200 || id.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                field(&format!("recipients[{i}]")),
+                "a recipient id is 1 to 200 characters without control characters",
+            ));
+        }
+        if !recipients.contains(&id) {
+            recipients.push(id);
+        }
+    }
     let severity = input.severity.unwrap_or_default();
     // With a key, the data is stored in canonical form (object keys sorted)
     // and hashed with the rest of what is stored, so a replay with reordered
@@ -138,6 +162,12 @@ fn build_event(tenant: &str, mut input: EventIn, header_key: Option<&str>, prefi
                 hash.update(part.as_bytes());
                 hash.update([0]);
             }
+            // Only when present, so keys stored before recipients existed still replay.
+            for id in &recipients {
+                hash.update(b"r");
+                hash.update(id.as_bytes());
+                hash.update([0]);
+            }
             (data, hex::encode(hash.finalize()))
         }
     };
@@ -151,6 +181,7 @@ fn build_event(tenant: &str, mut input: EventIn, header_key: Option<&str>, prefi
         request_hash,
         deliver_at,
         created_at: now_ms(),
+        recipients,
     })
 }
 

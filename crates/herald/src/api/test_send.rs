@@ -81,6 +81,7 @@ pub async fn test(
         request_hash: String::new(),
         deliver_at: None,
         created_at: now,
+        recipients: Vec::new(),
     };
     let delivery = NewDelivery {
         id: DeliveryId::new().into_string(),

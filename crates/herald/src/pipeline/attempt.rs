@@ -14,7 +14,10 @@ use herald_channels::{Content, Message, Outcome, Report, Severity, Target};
 use herald_core::RetryDecision;
 use herald_store::queue::{Completion, Job};
 
+use herald_store::recipients::RecipientRow;
+
 use crate::{
+    render::{self, Subject},
     secrets,
     state::{AppState, now_ms, rfc3339},
 };
@@ -87,32 +90,36 @@ pub async fn run(state: &AppState, targets: &TargetCache, job: &Job, to: Option<
         due_at: now_ms(),
         sent_at: None,
     };
-    let (Some(config), Some(enabled), Some(updated_at)) =
-        (&job.integration_config, job.integration_enabled, job.integration_updated_at)
-    else {
-        done.error = Some("integration deleted".into());
-        return done;
-    };
-    if !enabled {
-        done.new_status = "skipped".into();
-        done.error = Some("integration disabled".into());
-        return done;
-    }
-    let outcome = match targets.get_or_build(state, job, config, updated_at) {
-        // A channel bug must cost one failed attempt, not the worker task (which
-        // would leave the delivery to be sent again at every lease expiry).
-        Ok(target) => match AssertUnwindSafe(send(target.as_ref(), job, config, to, state)).catch_unwind().await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                tracing::error!(delivery_id = %job.delivery_id, channel = %job.channel, "a channel panicked while sending");
-                Outcome::Failed {
-                    status_code: None,
-                    error: "internal error: the channel panicked".into(),
-                    detail: None,
+    let outcome = if job.channel == super::inbox::KIND {
+        super::inbox::deliver(state, job).await
+    } else {
+        let (Some(config), Some(enabled), Some(updated_at)) =
+            (&job.integration_config, job.integration_enabled, job.integration_updated_at)
+        else {
+            done.error = Some("integration deleted".into());
+            return done;
+        };
+        if !enabled {
+            done.new_status = "skipped".into();
+            done.error = Some("integration disabled".into());
+            return done;
+        }
+        match targets.get_or_build(state, job, config, updated_at) {
+            // A channel bug must cost one failed attempt, not the worker task (which
+            // would leave the delivery to be sent again at every lease expiry).
+            Ok(target) => match AssertUnwindSafe(send(target.as_ref(), job, config, to, state)).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    tracing::error!(delivery_id = %job.delivery_id, channel = %job.channel, "a channel panicked while sending");
+                    Outcome::Failed {
+                        status_code: None,
+                        error: "internal error: the channel panicked".into(),
+                        detail: None,
+                    }
                 }
-            }
-        },
-        Err(error) => Outcome::Failed { status_code: None, error, detail: None },
+            },
+            Err(error) => Outcome::Failed { status_code: None, error, detail: None },
+        }
     };
     let finished = now_ms();
     done.duration_ms = finished - done.at;
@@ -147,9 +154,15 @@ async fn send(target: &dyn Target, job: &Job, config: &str, to: Option<&str>, st
     let data: serde_json::Value = serde_json::from_str(&job.data).unwrap_or_default();
     let timestamp = rfc3339(job.event_created_at);
     let severity = Severity::from_stored(&job.severity);
+    let recipient = match recipient_of(state, job).await {
+        Ok(r) => r,
+        Err(outcome) => return outcome,
+    };
     let content = if state.channels.get(&job.channel).is_some_and(|c| c.renders()) {
-        let link = state.config.public_url.as_ref().map(|base| format!("{base}/v1/events/{}", job.event_id));
-        Content::from_event(&job.event_type, severity, &data, link.as_deref())
+        match content_for(state, job, &data, severity, recipient.as_ref()).await {
+            Ok(c) => c,
+            Err(outcome) => return outcome,
+        }
     } else {
         Content::empty(severity)
     };
@@ -159,11 +172,49 @@ async fn send(target: &dyn Target, job: &Job, config: &str, to: Option<&str>, st
         Err(outcome) => return outcome,
     };
     let message = Message {
-        to,
+        // A test send's recipient, else the person's address.
+        to: to.or(job.address.as_deref()),
         push: &push,
         ..Message::new((&job.delivery_id, &job.event_id), &job.event_type, &timestamp, &data, &content, &report)
     };
     let outcome = target.send(&message, state.config.attempt_timeout).await;
     super::push::forget_gone(state, job, &report).await;
     outcome
+}
+
+/// The person a delivery is for, when it is for one and they still exist.
+pub async fn recipient_of(state: &AppState, job: &Job) -> Result<Option<RecipientRow>, Outcome> {
+    let Some(id) = &job.recipient_id else { return Ok(None) };
+    state.db.get_recipient(&job.tenant_id, id).await.map_err(|e| Outcome::Retry {
+        status_code: None,
+        after: None,
+        error: format!("could not load the recipient: {e}"),
+        detail: None,
+    })
+}
+
+/// The message for people: the tenant's template for the type and channel
+/// (in the recipient's locale), else the default rendering.
+pub async fn content_for(
+    state: &AppState,
+    job: &Job,
+    data: &serde_json::Value,
+    severity: Severity,
+    recipient: Option<&RecipientRow>,
+) -> Result<Content, Outcome> {
+    let variants = state.templates.of_type(&state.db, &job.tenant_id, &job.event_type).await.map_err(|e| {
+        Outcome::Retry { status_code: None, after: None, error: format!("could not load templates: {e}"), detail: None }
+    })?;
+    let template =
+        render::choose(&variants, &job.channel, recipient.and_then(|r| r.locale.as_deref())).map(render::set_of);
+    let subject = Subject {
+        tenant_id: &job.tenant_id,
+        event_id: &job.event_id,
+        event_type: &job.event_type,
+        severity,
+        data,
+        created_at: job.event_created_at,
+        recipient,
+    };
+    Ok(render::render_or_default(template.as_ref(), &job.channel, &subject, state.config.public_url.as_deref()))
 }

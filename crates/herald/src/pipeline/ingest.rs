@@ -10,6 +10,7 @@ use std::sync::Arc;
 use herald_store::{
     Db,
     events::{Inserted, NewEvent},
+    inbox::InboxItemRow,
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -50,10 +51,10 @@ impl IngestHandle {
 }
 
 /// Starts `writers` writer tasks (one on SQLite, which has one writer anyway).
-pub fn spawn(db: Db, wake: Wake, live: Live, writers: usize) -> IngestHandle {
+pub fn spawn(db: Db, wake: Wake, live: Live, public_url: Option<String>, writers: usize) -> IngestHandle {
     let (tx, rx) = mpsc::channel::<Job>(16_384);
     let rx = Arc::new(Mutex::new(rx));
-    let router = Arc::new(Router::default());
+    let router = Arc::new(Router::new(public_url));
     for _ in 0..writers.max(1) {
         let (db, wake, live, rx, router) = (db.clone(), wake.clone(), live.clone(), rx.clone(), router.clone());
         tokio::spawn(async move {
@@ -86,11 +87,14 @@ async fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
 async fn write(db: &Db, wake: &Wake, live: &Live, router: &Router, jobs: Vec<Job>) {
     let all: Vec<&NewEvent> = jobs.iter().flat_map(|j| j.events.iter()).collect();
     match store_and_route(db, router, &all).await {
-        Ok((results, pending)) => {
+        Ok((results, pending, inbox)) => {
             let created = results.iter().filter(|r| matches!(r, Inserted::Created(_))).count();
             metrics::counter!("herald_events_received_total").increment(created as u64);
             if pending {
                 wake.deliveries_committed();
+            }
+            if !inbox.is_empty() {
+                live.published(&inbox);
             }
             let mut results = results.into_iter();
             for job in jobs {
@@ -108,15 +112,23 @@ async fn write(db: &Db, wake: &Wake, live: &Live, router: &Router, jobs: Vec<Job
     }
 }
 
-/// One transaction: the events, then the deliveries of those that are new.
-/// Returns the results and whether any delivery is pending.
-async fn store_and_route(db: &Db, router: &Router, events: &[&NewEvent]) -> anyhow::Result<(Vec<Inserted>, bool)> {
+/// One transaction: the events, then the deliveries of those that are new
+/// and the inbox items of people reached in the inbox now. Returns the
+/// results, whether any delivery is pending, and the items written.
+async fn store_and_route(
+    db: &Db,
+    router: &Router,
+    events: &[&NewEvent],
+) -> anyhow::Result<(Vec<Inserted>, bool, Vec<InboxItemRow>)> {
     let mut tx = db.begin().await?;
     let results = tx.insert_events(events).await?;
     let created: Vec<&NewEvent> =
         events.iter().zip(&results).filter(|(_, r)| matches!(r, Inserted::Created(_))).map(|(e, _)| *e).collect();
-    let deliveries = router.route(&mut tx, &created).await?;
-    tx.insert_deliveries(&deliveries).await?;
+    let routed = router.route(&mut tx, &created).await?;
+    tx.insert_deliveries(&routed.deliveries).await?;
+    for item in &routed.inbox {
+        tx.insert_inbox_item(item).await?;
+    }
     tx.commit().await?;
-    Ok((results, deliveries.iter().any(|d| d.status == "pending")))
+    Ok((results, routed.deliveries.iter().any(|d| d.status == "pending"), routed.inbox))
 }

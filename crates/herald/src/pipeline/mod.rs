@@ -2,7 +2,9 @@
 //! (events become deliveries) → worker (claim, send, record).
 
 pub mod attempt;
+mod inbox;
 pub mod ingest;
+mod people;
 mod push;
 pub mod router;
 pub mod wake;

@@ -22,7 +22,11 @@ pub async fn subscriptions(
     }
     // `to` is not a secret field, so the stored config is read as it is.
     let config: serde_json::Value = serde_json::from_str(config).unwrap_or_default();
-    let recipients = web_push::recipients(&config, to);
+    let recipients = match (&job.recipient_id, to) {
+        // A person's delivery reaches that person's browsers.
+        (Some(person), None) => vec![person.clone()],
+        _ => web_push::recipients(&config, to),
+    };
     let rows =
         state.db.list_push_subscriptions(&job.tenant_id, &recipients, None, MAX_SUBSCRIPTIONS).await.map_err(|e| {
             Outcome::Retry {

@@ -16,9 +16,11 @@ use std::{
 
 use herald_core::{
     Condition, DeliveryId, IntegrationId, RuleId,
-    router::{self, EventView, Rule, Target},
+    router::{self, Audience, EventView, Rule, Target},
 };
 use herald_store::{Tx, deliveries::NewDelivery, events::NewEvent};
+
+use super::people::{self, PeopleConfig, Routed};
 
 /// A tenant's routing inputs, parsed once.
 struct TenantRouting {
@@ -27,20 +29,29 @@ struct TenantRouting {
     targets: HashMap<IntegrationId, Target>,
     /// Whether any rule has a condition (only then is event data parsed).
     needs_data: bool,
+    people: PeopleConfig,
 }
 
 /// Routing config per tenant, shared by the ingest writers.
 #[derive(Default)]
 pub struct Router {
     tenants: Mutex<HashMap<String, Arc<TenantRouting>>>,
+    /// `HERALD_PUBLIC_URL`, for links in inbox items.
+    public_url: Option<String>,
 }
 
 impl Router {
+    pub fn new(public_url: Option<String>) -> Self {
+        Self { tenants: Mutex::default(), public_url }
+    }
+
     /// Plans the deliveries of `events` (those just created, not replays),
-    /// reading any changed tenant config inside `tx`.
-    pub async fn route(&self, tx: &mut Tx, events: &[&NewEvent]) -> anyhow::Result<Vec<NewDelivery>> {
+    /// reading any changed tenant config inside `tx`, and the inbox items
+    /// of people reached in the inbox now.
+    pub async fn route(&self, tx: &mut Tx, events: &[&NewEvent]) -> anyhow::Result<Routed> {
+        let mut out = Routed::default();
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let tenants: BTreeSet<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
         let tenants: Vec<&str> = tenants.into_iter().collect();
@@ -57,22 +68,44 @@ impl Router {
             };
             configs.insert(tenant, config);
         }
-        let mut out = Vec::new();
         for event in events {
-            if let Some(config) = configs.get(&event.tenant_id)
-                && !config.rules.is_empty()
-            {
-                plan_event(event, config, &mut out);
+            let Some(config) = configs.get(&event.tenant_id) else { continue };
+            let may_reach_people = !event.recipients.is_empty() || config.people.wants(event, &[]);
+            if config.rules.is_empty() && !may_reach_people {
+                continue;
+            }
+            let data: serde_json::Value = if config.needs_data || may_reach_people || config.has_audiences() {
+                serde_json::from_str(&event.data).unwrap_or_default()
+            } else {
+                serde_json::Value::Null
+            };
+            let audiences = plan_event(event, config, &data, &mut out.deliveries);
+            if config.people.wants(event, &audiences) {
+                people::route(tx, &config.people, event, &data, &audiences, self.public_url.as_deref(), &mut out)
+                    .await?;
             }
         }
         Ok(out)
     }
 }
 
-fn plan_event(event: &NewEvent, config: &TenantRouting, out: &mut Vec<NewDelivery>) {
-    let data: serde_json::Value =
-        if config.needs_data { serde_json::from_str(&event.data).unwrap_or_default() } else { serde_json::Value::Null };
-    let view = EventView { id: &event.id, event_type: &event.event_type, severity: &event.severity, data: &data };
+impl TenantRouting {
+    fn has_audiences(&self) -> bool {
+        self.rules.iter().any(|r| r.audience.is_some())
+    }
+}
+
+/// Plans the rules' integration deliveries; returns the matching rules' audiences.
+fn plan_event(
+    event: &NewEvent,
+    config: &TenantRouting,
+    data: &serde_json::Value,
+    out: &mut Vec<NewDelivery>,
+) -> Vec<(RuleId, Audience)> {
+    if config.rules.is_empty() {
+        return Vec::new();
+    }
+    let view = EventView { id: &event.id, event_type: &event.event_type, severity: &event.severity, data };
     let plan = router::plan(view, &config.rules, &config.targets);
     for (rule, error) in plan.condition_errors {
         tracing::warn!(event_id = %event.id, rule_id = %rule, error = %error, "rule condition could not be evaluated; treated as no match");
@@ -94,6 +127,7 @@ fn plan_event(event: &NewEvent, config: &TenantRouting, out: &mut Vec<NewDeliver
             created_at: event.created_at,
         });
     }
+    plan.audiences
 }
 
 async fn load(tx: &mut Tx, tenant: &str, version: i64) -> anyhow::Result<TenantRouting> {
@@ -115,12 +149,28 @@ async fn load(tx: &mut Tx, tenant: &str, version: i64) -> anyhow::Result<TenantR
             event_types: row.event_types()?,
             condition,
             integration_ids: row.integration_ids()?.into_iter().map(IntegrationId::from_stored).collect(),
+            audience: audience_of(&row)?,
         });
     }
+    let people = PeopleConfig::load(tx, tenant, &targets).await?;
     let targets = targets
         .into_iter()
         .map(|t| (IntegrationId::from_stored(t.id), Target { channel: t.kind, enabled: t.enabled }))
         .collect();
     let needs_data = rules.iter().any(|r| r.condition.is_some());
-    Ok(TenantRouting { version, rules, targets, needs_data })
+    Ok(TenantRouting { version, rules, targets, needs_data, people })
+}
+
+/// A rule's stored audience (`{"all": true}` or `{"attributes": {…}}`), the
+/// attribute values as canonical JSON text like the recipients' index.
+fn audience_of(row: &herald_store::rules::RuleRow) -> anyhow::Result<Option<Audience>> {
+    let Some(text) = row.audience.as_deref() else { return Ok(None) };
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    if value.get("all").and_then(serde_json::Value::as_bool) == Some(true) {
+        return Ok(Some(Audience::All));
+    }
+    let attributes = value.get("attributes").and_then(serde_json::Value::as_object);
+    let list =
+        attributes.map(|m| m.iter().map(|(k, v)| (k.clone(), v.to_string())).collect::<Vec<_>>()).unwrap_or_default();
+    Ok((!list.is_empty()).then_some(Audience::Attributes(list)))
 }

@@ -38,6 +38,10 @@ mod smtp;
 pub struct Email;
 
 impl Channel for Email {
+    fn reaches_people(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> &'static str {
         "email"
     }
@@ -228,7 +232,8 @@ impl EmailTarget {
             builder = builder.to(Mailbox::new(None, to.clone()));
         }
         let html = content.html.clone().unwrap_or_else(|| html::render(message));
-        let body = MultiPart::alternative_plain_html(content.plain_text(), html);
+        let text = content.text.clone().unwrap_or_else(|| content.plain_text());
+        let body = MultiPart::alternative_plain_html(text, html);
         Ok(builder.multipart(body)?.formatted())
     }
 }
@@ -237,7 +242,8 @@ impl EmailTarget {
 /// (for template previews).
 pub fn preview(message: &Message<'_>) -> (String, String, String) {
     let content = message.content;
-    (content.title.clone(), content.plain_text(), content.html.clone().unwrap_or_else(|| html::render(message)))
+    let text = content.text.clone().unwrap_or_else(|| content.plain_text());
+    (content.title.clone(), text, content.html.clone().unwrap_or_else(|| html::render(message)))
 }
 
 impl Target for EmailTarget {

@@ -186,6 +186,14 @@ pub trait Channel: Send + Sync + 'static {
         true
     }
 
+    /// Whether a send can go to a person's own address ([`Message::to`]: an
+    /// email address, a chat id, a number). Channels bound to one
+    /// destination say no: a person's delivery of that kind is skipped
+    /// rather than posted to that one place once per person.
+    fn reaches_people(&self) -> bool {
+        false
+    }
+
     /// Checks an address given instead of the configured one (the
     /// `recipient` of a test send): an email address, a chat id, a phone
     /// number. Channels bound to one destination (a chat webhook URL) refuse.

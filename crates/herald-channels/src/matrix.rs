@@ -92,6 +92,10 @@ fn parse(config: &Value) -> Result<(MatrixConfig, Parsed), ConfigError> {
 }
 
 impl Channel for Matrix {
+    fn reaches_people(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> &'static str {
         "matrix"
     }

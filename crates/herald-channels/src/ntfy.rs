@@ -142,6 +142,10 @@ fn parse(config: &Value) -> Result<(NtfyConfig, Parsed), ConfigError> {
 }
 
 impl Channel for Ntfy {
+    fn reaches_people(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> &'static str {
         "ntfy"
     }

@@ -104,6 +104,10 @@ fn parse(config: &Value) -> Result<(PushoverConfig, Parsed), ConfigError> {
 }
 
 impl Channel for Pushover {
+    fn reaches_people(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> &'static str {
         "pushover"
     }

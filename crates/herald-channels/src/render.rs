@@ -37,6 +37,9 @@ pub struct Content {
     /// A tenant template's own HTML (email's `html_body`), used instead of
     /// the themed layout.
     pub html: Option<String>,
+    /// A tenant template's own plain text (email's `text_body`), used as
+    /// the plain part instead of [`Content::plain_text`].
+    pub text: Option<String>,
 }
 
 /// How a severity looks: colour and a word (success green, failure red,
@@ -95,12 +98,13 @@ impl Content {
             link: link.map(|l| l.1.to_owned()).or_else(|| event_link.map(str::to_owned)),
             severity,
             html: None,
+            text: None,
         }
     }
 
     /// Nothing to show: what channels that do not render get.
     pub fn empty(severity: Severity) -> Content {
-        Content { title: String::new(), body: String::new(), fields: Vec::new(), link: None, severity, html: None }
+        Content { title: String::new(), body: String::new(), fields: Vec::new(), link: None, severity, html: None, text: None }
     }
 
     pub fn theme(&self) -> Theme {

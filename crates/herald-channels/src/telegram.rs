@@ -134,6 +134,10 @@ fn parse(config: &Value) -> Result<(TelegramConfig, Parsed), ConfigError> {
 }
 
 impl Channel for Telegram {
+    fn reaches_people(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> &'static str {
         "telegram"
     }

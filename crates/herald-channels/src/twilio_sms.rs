@@ -173,6 +173,10 @@ fn is_sender(from: &str) -> bool {
 }
 
 impl Channel for TwilioSms {
+    fn reaches_people(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> &'static str {
         "twilio_sms"
     }

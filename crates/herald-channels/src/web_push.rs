@@ -196,6 +196,10 @@ fn parse_endpoint(endpoint: &str) -> Result<Url, String> {
 }
 
 impl Channel for WebPush {
+    fn reaches_people(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> &'static str {
         KIND
     }

@@ -180,6 +180,7 @@ fn notification_type(value: &Value, path: &str, category: &str) -> Result<Notifi
         })?),
     };
     let mut channels: Vec<String> = Vec::new();
+    let listed = obj.get("channels").is_some_and(|c| !c.is_null());
     let channels_path = join(path, "channels");
     for (k, channel) in array_field(obj, "channels", path)?.unwrap_or_default().iter().enumerate() {
         let channel_path = format!("{channels_path}[{k}]");
@@ -195,7 +196,9 @@ fn notification_type(value: &Value, path: &str, category: &str) -> Result<Notifi
         description: string_field(obj, "description", path)?.map(str::to_owned),
         category: Some(category.to_owned()),
         default_enabled: bool_field(obj, "default_enabled", path)?.unwrap_or(true),
-        channels,
+        // A type that names no channels goes to the inbox, like a type
+        // nobody defined; one that lists none on purpose (`[]`) stays silent.
+        channels: if listed { channels } else { vec!["in_app".to_owned()] },
         severity,
         required: bool_field(obj, "required", path)?.unwrap_or(false),
     })

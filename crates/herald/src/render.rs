@@ -96,7 +96,7 @@ pub fn render(
         locale: subject.recipient.and_then(|r| r.locale.clone()),
     };
     let out = template::render(set, &ctx)?;
-    let (title, body) = if channel == "email" { (out.subject, out.text_body) } else { (out.title, out.body) };
+    let (title, body) = if channel == "email" { (out.subject, out.text_body.clone()) } else { (out.title, out.body) };
     if let Some(title) = title {
         content.title = cut(&one_line(&title), MAX_TITLE);
     }
@@ -107,6 +107,8 @@ pub fn render(
     }
     if channel == "email" {
         content.html = out.html_body;
+        // The template's plain part as written, not the subject above it.
+        content.text = out.text_body.map(|t| cut(&t, MAX_BODY));
     }
     Ok(content)
 }
@@ -127,10 +129,13 @@ pub fn render_or_default(
     }
 }
 
+/// A tenant's templates and when they were read.
+type Cached = (Instant, Arc<Vec<TemplateRow>>);
+
 /// Each tenant's templates, cached for a short time.
 #[derive(Default)]
 pub struct TemplateCache {
-    tenants: Mutex<HashMap<String, (Instant, Arc<Vec<TemplateRow>>)>>,
+    tenants: Mutex<HashMap<String, Cached>>,
 }
 
 impl TemplateCache {

@@ -64,8 +64,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let channel_ctx = Context { http: build_http_client(policy), policy };
     let wake = Wake::new(db.clone());
     let writers = if db.backend() == Backend::Postgres { 4 } else { 1 };
+    let channels = Registry::builtin();
+    let reaches_people = channels.iter().filter(|c| c.reaches_people()).map(|c| c.kind().to_owned()).collect();
+    let router = crate::pipeline::router::Router::new(config.public_url.clone(), reaches_people);
     let live = crate::live::Live::new(db.clone());
-    let ingest = ingest::spawn(db.clone(), wake.clone(), live.clone(), config.public_url.clone(), writers);
+    let ingest = ingest::spawn(db.clone(), wake.clone(), live.clone(), router, writers);
     let shutdown = CancellationToken::new();
 
     if db.backend() == Backend::Sqlite {
@@ -82,7 +85,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         db: db.clone(),
         key,
         admin,
-        channels: Registry::builtin(),
+        channels,
         channel_ctx,
         ingest,
         wake: wake.clone(),

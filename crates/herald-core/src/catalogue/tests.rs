@@ -65,9 +65,9 @@ fn parses_categories_and_plugins() {
             required: false,
         }
     );
-    // Defaults: enabled, not required, no channels, no severity.
+    // Defaults: enabled, not required, the inbox, no severity.
     let done = &catalogue.types[1];
-    assert!(done.default_enabled && !done.required && done.channels.is_empty() && done.severity.is_none());
+    assert!(done.default_enabled && !done.required && done.channels == ["in_app"] && done.severity.is_none());
     // A category without an id is named by its `name`; aliases resolve and
     // duplicates collapse.
     let auth = &catalogue.types[2];

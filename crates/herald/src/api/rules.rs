@@ -52,7 +52,8 @@ pub struct Audience {
 
 impl Audience {
     fn validate(&self) -> ApiResult<()> {
-        if self.all == !self.attributes.is_empty() {
+        // Exactly one of the two.
+        if self.all != self.attributes.is_empty() {
             return Err(ApiError::invalid(
                 "audience",
                 "give either `{\"all\": true}` or `{\"attributes\": {\"role\": \"admin\"}}`",

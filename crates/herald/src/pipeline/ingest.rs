@@ -51,10 +51,10 @@ impl IngestHandle {
 }
 
 /// Starts `writers` writer tasks (one on SQLite, which has one writer anyway).
-pub fn spawn(db: Db, wake: Wake, live: Live, public_url: Option<String>, writers: usize) -> IngestHandle {
+pub fn spawn(db: Db, wake: Wake, live: Live, router: Router, writers: usize) -> IngestHandle {
     let (tx, rx) = mpsc::channel::<Job>(16_384);
     let rx = Arc::new(Mutex::new(rx));
-    let router = Arc::new(Router::new(public_url));
+    let router = Arc::new(router);
     for _ in 0..writers.max(1) {
         let (db, wake, live, rx, router) = (db.clone(), wake.clone(), live.clone(), rx.clone(), router.clone());
         tokio::spawn(async move {

@@ -100,6 +100,14 @@ pub struct Routed {
     pub inbox: Vec<InboxItemRow>,
 }
 
+/// What routing to people needs from the node.
+pub struct Context<'a> {
+    /// `HERALD_PUBLIC_URL`, for links in inbox items.
+    pub public_url: Option<&'a str>,
+    /// Integration kinds that can send to a person's own address.
+    pub reaches_people: &'a HashSet<String>,
+}
+
 /// Routes one event to people. `data` is the parsed event data.
 pub async fn route(
     tx: &mut Tx,
@@ -107,7 +115,7 @@ pub async fn route(
     event: &NewEvent,
     data: &Value,
     audiences: &[(RuleId, Audience)],
-    public_url: Option<&str>,
+    ctx: &Context<'_>,
     out: &mut Routed,
 ) -> anyhow::Result<()> {
     let mut seen: HashSet<String> = HashSet::new();
@@ -171,11 +179,11 @@ pub async fn route(
             if d.skip_reason.is_none() {
                 if choice.channel == "in_app" {
                     if due_at <= event.created_at {
-                        out.inbox.push(inbox_item(people, event, data, row, &id, &d.id, public_url));
+                        out.inbox.push(inbox_item(people, event, data, row, &id, &d.id, ctx.public_url));
                         d.status = "sent".into();
                     }
                 } else {
-                    d.skip_reason = destination(people, &choice.channel, choice.address, row, &mut d);
+                    d.skip_reason = destination(people, ctx, &choice.channel, choice.address, row, &mut d);
                 }
             }
             if d.skip_reason.is_some() {
@@ -205,6 +213,7 @@ fn roles_of<'a>(r: &RecipientRow, roles: &'a HashMap<String, Preferences>) -> Ve
 /// reason when the delivery cannot be made.
 fn destination(
     people: &PeopleConfig,
+    ctx: &Context<'_>,
     channel: &str,
     address: Option<String>,
     row: Option<&RecipientRow>,
@@ -219,6 +228,9 @@ fn destination(
                 return Some("integration disabled".into());
             }
         }
+    }
+    if !ctx.reaches_people.contains(channel) {
+        return Some(format!("a {channel} integration sends to its configured destination, not to a person"));
     }
     // Web Push reaches the recipient's stored browser subscriptions.
     if channel == herald_channels::web_push::KIND {

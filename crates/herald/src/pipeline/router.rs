@@ -10,7 +10,7 @@
 //! transaction), so every node routes with the rules committed before it.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex},
 };
 
@@ -38,11 +38,13 @@ pub struct Router {
     tenants: Mutex<HashMap<String, Arc<TenantRouting>>>,
     /// `HERALD_PUBLIC_URL`, for links in inbox items.
     public_url: Option<String>,
+    /// Integration kinds that can send to a person's own address.
+    reaches_people: HashSet<String>,
 }
 
 impl Router {
-    pub fn new(public_url: Option<String>) -> Self {
-        Self { tenants: Mutex::default(), public_url }
+    pub fn new(public_url: Option<String>, reaches_people: HashSet<String>) -> Self {
+        Self { tenants: Mutex::default(), public_url, reaches_people }
     }
 
     /// Plans the deliveries of `events` (those just created, not replays),
@@ -81,8 +83,8 @@ impl Router {
             };
             let audiences = plan_event(event, config, &data, &mut out.deliveries);
             if config.people.wants(event, &audiences) {
-                people::route(tx, &config.people, event, &data, &audiences, self.public_url.as_deref(), &mut out)
-                    .await?;
+                let context = people::Context { public_url: self.public_url.as_deref(), reaches_people: &self.reaches_people };
+                people::route(tx, &config.people, event, &data, &audiences, &context, &mut out).await?;
             }
         }
         Ok(out)

@@ -165,7 +165,7 @@ async fn people_channels_need_an_integration_and_an_address() {
     put(
         &app,
         "/v1/notification-types/deploy",
-        json!({"label": "Deploy", "channels": ["in_app", "email", "telegram", "ntfy"]}),
+        json!({"label": "Deploy", "channels": ["in_app", "email", "telegram", "ntfy", "gotify"]}),
     )
     .await;
     let ntfy = json!({"server_url": "http://127.0.0.1:9", "topic": "ops"});
@@ -173,6 +173,7 @@ async fn people_channels_need_an_integration_and_an_address() {
     app.integration("ntfy", ntfy).await;
     let tg = json!({"bot_token": "123:abc", "chat_id": "1"});
     app.integration("telegram", tg).await;
+    app.integration("gotify", json!({"server_url": "http://127.0.0.1:9", "app_token": "AbCdEf123456789"})).await;
     person(&app, "ada", json!({"addresses": {"telegram": "4242"}})).await;
 
     let event = post_event(&app, json!({"type": "deploy", "recipients": ["ada", "ghost"], "data": {}})).await;
@@ -182,6 +183,11 @@ async fn people_channels_need_an_integration_and_an_address() {
     assert_eq!(ada["ntfy"].1.as_deref(), Some("several ntfy integrations and none is marked default"));
     assert_eq!(ada["telegram"].0, "pending");
     assert_eq!(ada["telegram"].2.as_deref(), Some("4242"));
+    assert_eq!(
+        ada["gotify"].1.as_deref(),
+        Some("a gotify integration sends to its configured destination, not to a person"),
+        "posting one app's feed once per person would repeat it"
+    );
     // Someone the app never registered still has an inbox.
     assert_eq!(got["ghost"]["in_app"].0, "sent");
     assert_eq!(got["ghost"]["telegram"].1.as_deref(), Some("no address"));

@@ -43,7 +43,8 @@ pub struct LiveResult {
     pub connections: usize,
     /// Time to mint every token and open every connection.
     pub connect_s: f64,
-    /// Before any connection, and with every connection open and idle.
+    /// With every token minted but no connection, and with every
+    /// connection open and idle.
     pub memory_before: Memory,
     pub memory_connected: Memory,
     /// (connected − before) / connections.
@@ -82,24 +83,36 @@ impl Clock {
 
 pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
     let pid = herald.pid();
-    tokio::time::sleep(SETTLE).await;
-    let memory_before = procfs::memory(pid).context("reading herald's memory")?;
     let clock = Arc::new(Clock {
         start: Instant::now(),
         posted_us: (0..plan.events).map(|_| AtomicU64::new(0)).collect(),
         accepted_us: (0..plan.events).map(|_| AtomicU64::new(0)).collect(),
         received_us: (0..plan.events).map(|_| AtomicU64::new(0)).collect(),
     });
-
     let connect_started = Instant::now();
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build()?;
     let base = format!("http://{}", herald.addr());
     let token = herald.token().to_owned();
-    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let connected: Vec<Result<()>> = stream::iter(0..plan.connections)
+
+    // Tokens first: the memory the server spends warming up its HTTP stack
+    // and database pools is not the connections' cost.
+    let tokens: Vec<Result<String>> = stream::iter(0..plan.connections)
         .map(|i| {
-            let (http, base, token, clock, errors) = (http.clone(), base.clone(), token.clone(), clock.clone(), errors.clone());
-            async move { connect(&http, &base, &token, i, clock, errors).await }
+            let (http, base, token) = (http.clone(), base.clone(), token.clone());
+            async move { mint(&http, &base, &token, i).await }
+        })
+        .buffered(CONNECT_CONCURRENCY)
+        .collect()
+        .await;
+    let tokens: Vec<String> = tokens.into_iter().collect::<Result<_>>().context("minting recipient tokens")?;
+    tokio::time::sleep(SETTLE).await;
+    let memory_before = procfs::memory(pid).context("reading herald's memory")?;
+
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let connected: Vec<Result<()>> = stream::iter(tokens.into_iter().enumerate())
+        .map(|(i, recipient_token)| {
+            let (base, clock, errors) = (base.clone(), clock.clone(), errors.clone());
+            async move { connect(&base, &recipient_token, i, clock, errors).await }
         })
         .buffer_unordered(CONNECT_CONCURRENCY)
         .collect()
@@ -162,16 +175,8 @@ pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
     })
 }
 
-/// Mints recipient `i`'s token, opens its WebSocket, waits for the first
-/// `unread_count`, and leaves a task reading its notifications.
-async fn connect(
-    http: &reqwest::Client,
-    base: &str,
-    admin: &str,
-    i: usize,
-    clock: Arc<Clock>,
-    errors: Arc<Mutex<Vec<String>>>,
-) -> Result<()> {
+/// Mints recipient `r{i}`'s token.
+async fn mint(http: &reqwest::Client, base: &str, admin: &str, i: usize) -> Result<String> {
     let answer = http
         .post(format!("{base}/v1/recipients/r{i}/tokens"))
         .bearer_auth(admin)
@@ -181,9 +186,18 @@ async fn connect(
         .context("minting a recipient token")?;
     let status = answer.status();
     let body: Value = answer.json().await.unwrap_or_default();
-    let Some(token) = body["token"].as_str() else { bail!("POST /v1/recipients/r{i}/tokens answered {status}: {body}") };
+    match body["token"].as_str() {
+        Some(token) => Ok(token.to_owned()),
+        None => bail!("POST /v1/recipients/r{i}/tokens answered {status}: {body}"),
+    }
+}
+
+/// Opens recipient `i`'s WebSocket, waits for the first `unread_count`, and
+/// leaves a task reading its notifications.
+async fn connect(base: &str, token: &str, i: usize, clock: Arc<Clock>, errors: Arc<Mutex<Vec<String>>>) -> Result<()> {
     let url = format!("{}/v1/inbox/ws?token={token}", base.replacen("http://", "ws://", 1));
-    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.with_context(|| format!("connecting client {i}"))?;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(&url).await.with_context(|| format!("connecting client {i}"))?;
     match socket.next().await {
         Some(Ok(Message::Text(text))) if text.contains("unread_count") => {}
         other => bail!("client {i}: the first message was not the unread count: {other:?}"),
@@ -220,7 +234,13 @@ async fn connect(
 
 /// Posts `plan.events` events at `plan.rate_per_s`, event `k` to recipient
 /// `k mod connections`; returns how many were accepted.
-async fn post_events(http: &reqwest::Client, base: &str, admin: &str, plan: LivePlan, clock: Arc<Clock>) -> Result<u64> {
+async fn post_events(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    plan: LivePlan,
+    clock: Arc<Clock>,
+) -> Result<u64> {
     let interval = Duration::from_secs_f64(1.0 / plan.rate_per_s.max(1) as f64);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(plan.events as usize);

@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::{
     baseline::BaselineResult,
     herald::Backend,
-    load::{ClientKind, Latency, LoadSummary},
     live::LiveResult,
+    load::{ClientKind, Latency, LoadSummary},
     phases::{IngestResult, WebhookResult},
     procfs::{Memory, Usage},
 };

@@ -104,7 +104,15 @@ impl Content {
 
     /// Nothing to show: what channels that do not render get.
     pub fn empty(severity: Severity) -> Content {
-        Content { title: String::new(), body: String::new(), fields: Vec::new(), link: None, severity, html: None, text: None }
+        Content {
+            title: String::new(),
+            body: String::new(),
+            fields: Vec::new(),
+            link: None,
+            severity,
+            html: None,
+            text: None,
+        }
     }
 
     pub fn theme(&self) -> Theme {

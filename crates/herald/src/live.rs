@@ -11,7 +11,7 @@
 //! queue dropped; it catches up from the database.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     future::poll_fn,
     sync::{
         Arc, Mutex,
@@ -21,30 +21,22 @@ use std::{
     time::Duration,
 };
 
-use axum::extract::ws::Utf8Bytes;
-use herald_store::{Db, inbox::InboxItemRow};
 use futures::task::AtomicWaker;
-use serde::{Deserialize, Serialize};
+use herald_store::{Db, inbox::InboxItemRow};
+use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
+use self::nodes::{ANNOUNCE_QUEUE, Announcement};
 use crate::api::inbox::ItemOut;
+
+mod nodes;
 
 /// Notifications a connection may have waiting before it is marked lagged.
 const QUEUE_CAP: usize = 64;
 /// WebSocket connections are pinged this often (one timer for all of them).
 pub const PING_EVERY: Duration = Duration::from_secs(30);
-/// The PostgreSQL channel on which nodes tell each other about inbox changes.
-const CHANNEL: &str = "herald_inbox";
-/// NOTIFY payloads stay under PostgreSQL's 8000-byte limit.
-const MAX_PAYLOAD: usize = 7_000;
-/// Announcements waiting to be sent to other nodes; past this they are
-/// dropped (clients catch up when they reconnect).
-const ANNOUNCE_QUEUE: usize = 8_192;
-/// At most one announcing commit this often: what arrives meanwhile shares
-/// the next one (each NOTIFY commit is a WAL flush, serialised with every
-/// other NOTIFY).
-const ANNOUNCE_EVERY: Duration = Duration::from_millis(10);
 
 /// Cheap to clone.
 #[derive(Clone)]
@@ -56,8 +48,9 @@ struct Hub {
     node: String,
     /// `tenant \n recipient` → that recipient's connections on this node.
     recipients: Mutex<HashMap<Arc<str>, Recipient>>,
-    /// Orders unread-count refreshes: only the newest requested one is pushed.
-    seq: AtomicU64,
+    /// Numbers `Recipient` entries, so a refresh of a removed entry does
+    /// not touch a new one under the same key.
+    generation: AtomicU64,
     closed: AtomicBool,
     announce: Option<mpsc::Sender<Announcement>>,
     announce_rx: Mutex<Option<mpsc::Receiver<Announcement>>>,
@@ -65,8 +58,27 @@ struct Hub {
 
 struct Recipient {
     conns: Vec<Arc<Conn>>,
-    /// The newest unread-count refresh asked for.
-    count_seq: u64,
+    generation: u64,
+    /// An unread-count read is under way for them...
+    refreshing: bool,
+    /// ...and the count changed again since it started: read once more.
+    /// So counts are read one at a time per recipient, pushed in order, and
+    /// the last one pushed is never older than the last change.
+    dirty: bool,
+}
+
+impl Recipient {
+    /// Asks for a count refresh; `Some(generation)` when the caller is to
+    /// run it (none is under way).
+    fn ask_refresh(&mut self) -> Option<u64> {
+        if self.refreshing {
+            self.dirty = true;
+            None
+        } else {
+            self.refreshing = true;
+            Some(self.generation)
+        }
+    }
 }
 
 /// A notification ready to send: the item id and the whole message
@@ -92,16 +104,17 @@ impl Note {
 }
 
 /// `{"type": "unread_count", "data": {"count": n}}`.
-pub fn count_message(count: i64) -> Utf8Bytes {
+pub fn count_message(count: u32) -> Utf8Bytes {
     format!(r#"{{"type":"unread_count","data":{{"count":{count}}}}}"#).into()
 }
 
 /// What waits for one connection; taken whole by the connection.
 #[derive(Default)]
 pub struct Batch {
-    pub notes: VecDeque<Arc<Note>>,
-    /// The newest unread count, when it changed.
-    pub count: Option<i64>,
+    pub notes: Vec<Arc<Note>>,
+    /// The newest unread count, when it changed (32 bits keep every
+    /// connection's outbox small; no inbox holds 4 billion items).
+    pub count: Option<u32>,
     /// Notifications were dropped: catch up from the database.
     pub lagged: bool,
     /// Time for a WebSocket ping.
@@ -136,11 +149,11 @@ impl Conn {
                 return;
             }
             if b.notes.len() >= QUEUE_CAP {
-                b.notes = VecDeque::new();
+                b.notes = Vec::new();
                 b.lagged = true;
                 metrics::counter!("herald_live_lagged_total").increment(1);
             } else {
-                b.notes.push_back(note.clone());
+                b.notes.push(note.clone());
             }
         });
     }
@@ -198,27 +211,9 @@ fn key(tenant: &str, recipient: &str) -> String {
 
 /// A recipient whose unread count is to be read and pushed.
 struct Refresh {
-    key: String,
     tenant: String,
     recipient: String,
-    seq: u64,
-}
-
-/// What other nodes are told.
-enum Announcement {
-    Item { tenant: String, recipient: String, id: String },
-    Changed { tenant: String, recipient: String },
-}
-
-/// A NOTIFY payload: `items` are `[tenant, recipient, item id]`, `changed`
-/// are `[tenant, recipient]`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Wire {
-    node: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    items: Vec<(String, String, String)>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    changed: Vec<(String, String)>,
+    generation: u64,
 }
 
 impl Live {
@@ -234,7 +229,7 @@ impl Live {
             db,
             node: uuid::Uuid::new_v4().simple().to_string(),
             recipients: Mutex::default(),
-            seq: AtomicU64::new(1),
+            generation: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             announce,
             announce_rx: Mutex::new(rx),
@@ -253,7 +248,15 @@ impl Live {
                 Some((k, _)) => k.clone(),
                 None => key.into(),
             };
-            map.entry(key.clone()).or_insert_with(|| Recipient { conns: Vec::new(), count_seq: 0 }).conns.push(conn.clone());
+            map.entry(key.clone())
+                .or_insert_with(|| Recipient {
+                    conns: Vec::new(),
+                    generation: self.0.generation.fetch_add(1, Ordering::Relaxed),
+                    refreshing: false,
+                    dirty: false,
+                })
+                .conns
+                .push(conn.clone());
             key
         };
         metrics::gauge!("herald_live_connections").increment(1.0);
@@ -270,26 +273,23 @@ impl Live {
             return;
         }
         let mut deliveries = Vec::new();
-        let mut refresh = Vec::new();
-        let seq = self.0.seq.fetch_add(1, Ordering::Relaxed);
         {
-            let mut map = self.0.recipients.lock().expect("live hub lock");
+            let map = self.0.recipients.lock().expect("live hub lock");
             for item in items {
-                let key = key(&item.tenant_id, &item.recipient_id);
-                let Some(r) = map.get_mut(key.as_str()) else { continue };
-                deliveries.push((r.conns.clone(), item));
-                if r.count_seq != seq {
-                    r.count_seq = seq;
-                    let (tenant, recipient) = (item.tenant_id.clone(), item.recipient_id.clone());
-                    refresh.push(Refresh { key, tenant, recipient, seq });
+                if let Some(r) = map.get(key(&item.tenant_id, &item.recipient_id).as_str()) {
+                    deliveries.push((r.conns.clone(), item));
                 }
             }
         }
+        let mut who: Vec<(&str, &str)> = Vec::with_capacity(deliveries.len());
         for (conns, item) in deliveries {
             let note = Note::new(item.clone());
             conns.iter().for_each(|c| c.push(&note));
+            who.push((&item.tenant_id, &item.recipient_id));
         }
-        self.0.spawn_refresh(refresh);
+        who.sort_unstable();
+        who.dedup();
+        self.0.spawn_refresh(self.0.mark(&who));
         for item in items {
             self.0.announce(Announcement::Item {
                 tenant: item.tenant_id.clone(),
@@ -317,7 +317,7 @@ impl Live {
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = tick.tick() => hub.each_conn(|c| if c.pings { c.update(|b| b.ping = true) }),
+                    _ = tick.tick() => hub.ping_websockets(),
                 }
             }
             hub.closed.store(true, Ordering::Release);
@@ -325,13 +325,21 @@ impl Live {
         });
         let rx = self.0.announce_rx.lock().expect("announce lock").take();
         if let (Db::Postgres(pool), Some(rx)) = (&self.0.db, rx) {
-            tokio::spawn(announcer(pool.clone(), self.0.node.clone(), rx, shutdown.clone()));
-            tokio::spawn(listener(self.0.clone(), pool.clone(), shutdown));
+            tokio::spawn(nodes::announcer(pool.clone(), self.0.node.clone(), rx, shutdown.clone()));
+            tokio::spawn(nodes::listener(self.0.clone(), pool.clone(), shutdown));
         }
     }
 }
 
 impl Hub {
+    fn ping_websockets(&self) {
+        self.each_conn(|c| {
+            if c.pings {
+                c.update(|b| b.ping = true);
+            }
+        });
+    }
+
     fn each_conn(&self, f: impl Fn(&Conn)) {
         let map = self.recipients.lock().expect("live hub lock");
         map.values().flat_map(|r| r.conns.iter()).for_each(|c| f(c));
@@ -341,22 +349,20 @@ impl Hub {
         self.recipients.lock().expect("live hub lock").get(key).map(|r| r.conns.clone())
     }
 
-    /// Asks for a count refresh of those recipients that have connections here.
+    /// Asks for a count refresh of those recipients (each once) that have
+    /// connections here; returns those whose refresh the caller runs.
     fn mark(&self, who: &[(&str, &str)]) -> Vec<Refresh> {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let mut map = self.recipients.lock().expect("live hub lock");
         who.iter()
-            .filter_map(|(tenant, recipient)| {
-                let key = key(tenant, recipient);
-                let r = map.get_mut(key.as_str())?;
-                r.count_seq = seq;
-                Some(Refresh { key, tenant: (*tenant).to_owned(), recipient: (*recipient).to_owned(), seq })
+            .filter_map(|&(tenant, recipient)| {
+                let generation = map.get_mut(key(tenant, recipient).as_str())?.ask_refresh()?;
+                Some(Refresh { tenant: tenant.to_owned(), recipient: recipient.to_owned(), generation })
             })
             .collect()
     }
 
-    /// Reads the unread counts and pushes each unless a newer refresh of
-    /// the same recipient was asked for meanwhile (that one will push).
+    /// Reads each recipient's unread count and pushes it, again while it
+    /// changed meanwhile.
     fn spawn_refresh(self: &Arc<Self>, refresh: Vec<Refresh>) {
         if refresh.is_empty() {
             return;
@@ -364,19 +370,24 @@ impl Hub {
         let hub = self.clone();
         tokio::spawn(async move {
             for f in refresh {
-                let count = match hub.db.unread_count(&f.tenant, &f.recipient).await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::warn!(error = %e, tenant = f.tenant, "cannot read an unread count for live connections");
-                        continue;
+                let key = key(&f.tenant, &f.recipient);
+                loop {
+                    let count = hub.db.unread_count(&f.tenant, &f.recipient).await;
+                    let mut map = hub.recipients.lock().expect("live hub lock");
+                    let Some(r) = map.get_mut(key.as_str()).filter(|r| r.generation == f.generation) else { break };
+                    match count {
+                        Ok(n) => {
+                            let count = u32::try_from(n).unwrap_or(u32::MAX);
+                            r.conns.iter().for_each(|c| c.update(|b| b.count = Some(count)));
+                        }
+                        Err(ref e) => {
+                            tracing::warn!(error = %e, tenant = f.tenant, "cannot read an unread count for live connections");
+                        }
                     }
-                };
-                let conns = {
-                    let map = hub.recipients.lock().expect("live hub lock");
-                    map.get(f.key.as_str()).filter(|r| r.count_seq == f.seq).map(|r| r.conns.clone())
-                };
-                for c in conns.unwrap_or_default() {
-                    c.update(|b| b.count = Some(count));
+                    if !std::mem::take(&mut r.dirty) || count.is_err() {
+                        r.refreshing = false;
+                        break;
+                    }
                 }
             }
         });
@@ -389,141 +400,107 @@ impl Hub {
             metrics::counter!("herald_live_announcements_dropped_total").increment(1);
         }
     }
-
-    /// Another node's announcement: items and counts for our connections.
-    async fn heard(self: &Arc<Self>, wire: Wire) {
-        if wire.node == self.node {
-            return;
-        }
-        let mut who: Vec<(&str, &str)> = Vec::new();
-        for (tenant, recipient, id) in &wire.items {
-            let Some(conns) = self.conns(&key(tenant, recipient)) else { continue };
-            match self.db.get_inbox_item(tenant, recipient, id).await {
-                Ok(Some(item)) => {
-                    let note = Note::new(item);
-                    conns.iter().for_each(|c| c.push(&note));
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read an inbox item announced by another node"),
-            }
-            who.push((tenant, recipient));
-        }
-        who.extend(wire.changed.iter().map(|(t, r)| (t.as_str(), r.as_str())));
-        who.sort_unstable();
-        who.dedup();
-        self.spawn_refresh(self.mark(&who));
-    }
-}
-
-/// Sends queued announcements as few NOTIFYs as fit, in one transaction
-/// at most every [`ANNOUNCE_EVERY`].
-async fn announcer(
-    pool: sqlx::PgPool,
-    node: String,
-    mut rx: mpsc::Receiver<Announcement>,
-    shutdown: CancellationToken,
-) {
-    let mut pending = Vec::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            n = rx.recv_many(&mut pending, 4096) => if n == 0 { return },
-        }
-        let next = tokio::time::Instant::now() + ANNOUNCE_EVERY;
-        let payloads = payloads(&node, pending.drain(..));
-        let sent = async {
-            let mut tx = pool.begin().await?;
-            for p in &payloads {
-                sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(p).execute(&mut *tx).await?;
-            }
-            tx.commit().await
-        };
-        if let Err(e) = sent.await {
-            tracing::warn!(error = %e, "could not tell other nodes about inbox changes");
-        }
-        tokio::time::sleep_until(next).await;
-    }
-}
-
-/// Packs announcements into payloads under [`MAX_PAYLOAD`] bytes.
-fn payloads(node: &str, announcements: impl Iterator<Item = Announcement>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut wire = Wire { node: node.to_owned(), ..Wire::default() };
-    let mut size = 0;
-    for a in announcements {
-        // Quotes and backslashes in ids double when escaped.
-        let len = match &a {
-            Announcement::Item { tenant, recipient, id } => 2 * (tenant.len() + recipient.len() + id.len()) + 16,
-            Announcement::Changed { tenant, recipient } => 2 * (tenant.len() + recipient.len()) + 12,
-        };
-        if size + len > MAX_PAYLOAD && size > 0 {
-            out.push(serde_json::to_string(&wire).expect("a wire message serialises"));
-            wire = Wire { node: node.to_owned(), ..Wire::default() };
-            size = 0;
-        }
-        size += len;
-        match a {
-            Announcement::Item { tenant, recipient, id } => wire.items.push((tenant, recipient, id)),
-            Announcement::Changed { tenant, recipient } => wire.changed.push((tenant, recipient)),
-        }
-    }
-    if size > 0 {
-        out.push(serde_json::to_string(&wire).expect("a wire message serialises"));
-    }
-    out
-}
-
-/// Listens for other nodes' announcements until shutdown.
-async fn listener(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: CancellationToken) {
-    loop {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for other nodes' inbox changes; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        };
-        if let Err(e) = listener.listen(CHANNEL).await {
-            tracing::warn!(error = %e, "LISTEN herald_inbox failed; retrying");
-            continue;
-        }
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                msg = listener.recv() => match msg {
-                    Ok(n) => match serde_json::from_str::<Wire>(n.payload()) {
-                        Ok(wire) => hub.heard(wire).await,
-                        Err(e) => tracing::warn!(error = %e, "an unreadable herald_inbox notification"),
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "lost the inbox notification connection; reconnecting");
-                        break;
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use herald_core::id::{DeliveryId, EventId, NotificationId};
+
     use super::*;
 
-    #[test]
-    fn payloads_stay_under_the_limit() {
-        let many = (0..500).map(|i| Announcement::Item {
-            tenant: "default".into(),
-            recipient: format!("recipient-{i}"),
-            id: format!("ntf_{i:032x}"),
-        });
-        let out = payloads("node", many.chain([Announcement::Changed { tenant: "t".into(), recipient: "r".into() }]));
-        assert!(out.len() > 1);
-        assert!(out.iter().all(|p| p.len() < 8000), "{:?}", out.iter().map(String::len).collect::<Vec<_>>());
-        let wires: Vec<Wire> = out.iter().map(|p| serde_json::from_str(p).unwrap()).collect();
-        assert_eq!(wires.iter().map(|w| w.items.len()).sum::<usize>(), 500);
-        assert_eq!(wires.last().unwrap().changed, vec![("t".to_owned(), "r".to_owned())]);
+    async fn hub() -> (Live, Db, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("herald-live-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::connect(&Db::sqlite_url_in(&dir)).await.unwrap();
+        db.migrate().await.unwrap();
+        (Live::new(db.clone()), db, dir)
+    }
+
+    /// Writes an unread item for `recipient`, as routing does.
+    async fn item(db: &Db, recipient: &str) -> InboxItemRow {
+        let row = InboxItemRow {
+            id: NotificationId::new().into_string(),
+            tenant_id: "default".into(),
+            recipient_id: recipient.into(),
+            delivery_id: DeliveryId::new().into_string(),
+            event_id: EventId::new().into_string(),
+            kind: "task_due".into(),
+            severity: "info".into(),
+            title: "Task due".into(),
+            body: String::new(),
+            link: None,
+            data: r#"{"n":1}"#.into(),
+            created_at: 1,
+            read_at: None,
+            archived_at: None,
+        };
+        assert!(db.insert_inbox_item(&row).await.unwrap());
+        row
+    }
+
+    async fn next(sub: &Subscription) -> Batch {
+        tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.expect("a batch within 5 s")
+    }
+
+    #[tokio::test]
+    async fn items_reach_their_recipient_then_the_count() {
+        let (live, db, dir) = hub().await;
+        let (ada, bob) = (live.subscribe("default", "ada", true), live.subscribe("default", "bob", false));
+        let a = item(&db, "ada").await;
+        live.published(std::slice::from_ref(&a));
+        let mut batch = next(&ada).await;
+        assert_eq!(batch.notes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), [a.id.as_str()]);
+        let message: serde_json::Value = serde_json::from_str(&batch.notes[0].message).unwrap();
+        assert_eq!(
+            (&message["type"], &message["data"]["data"]),
+            (&"notification".into(), &serde_json::json!({"n": 1}))
+        );
+        while batch.count.is_none() {
+            batch = next(&ada).await;
+        }
+        assert_eq!(batch.count, Some(1));
+        assert!(tokio::time::timeout(Duration::from_millis(200), bob.recv()).await.is_err(), "bob hears nothing");
+
+        // A change is a new count; the second of two connections hears it too.
+        let ada2 = live.subscribe("default", "ada", false);
+        db.change_inbox_item("default", "ada", &a.id, herald_store::inbox::ItemChange::Read, 2).await.unwrap();
+        live.changed("default", "ada");
+        assert_eq!(next(&ada).await.count, Some(0));
+        assert_eq!(next(&ada2).await.count, Some(0));
+        drop((ada, ada2, bob));
+        assert!(live.0.recipients.lock().unwrap().is_empty(), "dropping a subscription unsubscribes");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_falls_behind_is_marked_lagged_not_waited_for() {
+        let (live, db, dir) = hub().await;
+        let ada = live.subscribe("default", "ada", false);
+        let mut items = Vec::new();
+        for _ in 0..QUEUE_CAP + 10 {
+            items.push(item(&db, "ada").await);
+        }
+        live.published(&items);
+        let batch = next(&ada).await;
+        assert!(batch.lagged && batch.notes.is_empty(), "the queue is dropped, not grown");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_every_connection_and_pings_are_for_websockets() {
+        let (live, _db, dir) = hub().await;
+        let (ws, sse) = (live.subscribe("default", "ada", true), live.subscribe("default", "bob", false));
+        live.0.ping_websockets();
+        assert!(next(&ws).await.ping);
+        let shutdown = CancellationToken::new();
+        live.spawn(shutdown.clone());
+        shutdown.cancel();
+        let batch = next(&sse).await;
+        assert!(batch.closed && !batch.ping, "SSE has its own keep-alive");
+        assert!(next(&ws).await.closed);
+        assert!(next(&live.subscribe("default", "cy", true)).await.closed, "no new connection after shutdown");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -18,8 +18,8 @@ use crate::{
     config::Config,
     live::Live,
     pipeline::{ingest::IngestHandle, wake::Wake},
-    render::TemplateCache,
     recipient_token::SigningKeys,
+    render::TemplateCache,
     secrets::MasterKey,
 };
 

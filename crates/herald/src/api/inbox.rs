@@ -50,9 +50,8 @@ pub struct ItemOut {
 
 impl From<InboxItemRow> for ItemOut {
     fn from(r: InboxItemRow) -> Self {
-        let data = RawValue::from_string(r.data).unwrap_or_else(|_| {
-            RawValue::from_string("null".to_owned()).expect("`null` is JSON")
-        });
+        let data = RawValue::from_string(r.data)
+            .unwrap_or_else(|_| RawValue::from_string("null".to_owned()).expect("`null` is JSON"));
         ItemOut {
             id: r.id,
             kind: r.kind,

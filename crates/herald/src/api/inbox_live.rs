@@ -3,25 +3,22 @@
 //! then what the client missed (`?since=<item id>`, or SSE's
 //! `Last-Event-ID`), then each new notification followed by the new count.
 //!
-//! One task per connection (the one axum gives a WebSocket, the response
-//! body of SSE) carrying a boxed feed, no timer of its own (the hub pings
-//! every WebSocket from one timer), small WebSocket buffers: clients only
-//! send pings and close frames.
+//! One task per connection (the one the handshake in [`super::websocket`]
+//! spawns, or the SSE response body) carrying a boxed feed, no timer of its
+//! own (the hub pings every WebSocket from one timer), small WebSocket
+//! buffers: clients only send pings and close frames.
 
 use std::{
     collections::VecDeque,
     convert::Infallible,
+    future::poll_fn,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use axum::{
     Router,
-    body::Bytes,
-    extract::{
-        State,
-        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code, rejection::WebSocketUpgradeRejection},
-    },
+    extract::State,
     http::HeaderMap,
     response::{
         IntoResponse, Response,
@@ -29,10 +26,16 @@ use axum::{
     },
     routing::get,
 };
+use futures::{SinkExt, StreamExt};
 use herald_core::id::NotificationId;
 use herald_store::inbox::InboxFilter;
 use serde::Deserialize;
+use tokio_tungstenite::tungstenite::{
+    Bytes, Message,
+    protocol::{CloseFrame, WebSocketConfig, frame::coding::CloseCode},
+};
 
+use super::websocket::{Socket, Upgrade};
 use crate::{
     error::{ApiError, ApiResult},
     extract::ApiQuery,
@@ -81,7 +84,7 @@ fn item_id(field: &str, raw: &str) -> ApiResult<Option<String>> {
 /// What a connection sends next.
 enum Out {
     Note(Arc<Note>),
-    Count(i64),
+    Count(u32),
     Ping,
 }
 
@@ -93,10 +96,21 @@ struct Feed {
     /// The newest item this connection has seen (sent, or there when it
     /// connected): where it catches up from after lagging.
     last_id: String,
-    /// Items a catch-up sent, skipped when they also arrive live, until
-    /// `recent_until`.
-    recent: Vec<String>,
-    recent_until: Option<Instant>,
+    /// Items a catch-up sent, skipped when they also arrive live.
+    recent: Option<Box<Recent>>,
+}
+
+/// Item ids a catch-up sent, and until when a live copy may still arrive
+/// (committed before the catch-up read, published after it).
+struct Recent {
+    ids: Vec<String>,
+    until: Instant,
+}
+
+impl Recent {
+    fn has(recent: Option<&Recent>, id: &str) -> bool {
+        recent.is_some_and(|r| r.ids.iter().any(|i| i == id))
+    }
 }
 
 impl Feed {
@@ -104,10 +118,9 @@ impl Feed {
     /// committed after those reads arrives through the subscription.
     async fn open(state: &AppState, me: RecipientAuth, since: Option<String>, pings: bool) -> ApiResult<Box<Feed>> {
         let sub = state.live.subscribe(&me.tenant, &me.recipient, pings);
-        let mut feed =
-            Box::new(Feed { sub, out: VecDeque::new(), last_id: String::new(), recent: Vec::new(), recent_until: None });
+        let mut feed = Box::new(Feed { sub, out: VecDeque::new(), last_id: String::new(), recent: None });
         let count = state.db.unread_count(&me.tenant, &me.recipient).await?;
-        feed.out.push_back(Out::Count(count));
+        feed.out.push_back(Out::Count(u32::try_from(count).unwrap_or(u32::MAX)));
         match since {
             Some(since) => {
                 feed.catch_up(&since).await?;
@@ -129,11 +142,12 @@ impl Feed {
         if rows.is_empty() {
             return Ok(());
         }
+        let recent = self.recent.get_or_insert_with(|| Box::new(Recent { ids: Vec::new(), until: Instant::now() }));
+        recent.until = Instant::now() + DEDUPE_FOR;
         for row in rows {
-            self.recent.push(row.id.clone());
+            recent.ids.push(row.id.clone());
             self.out.push_back(Out::Note(Note::new(row)));
         }
-        self.recent_until = Some(Instant::now() + DEDUPE_FOR);
         Ok(())
     }
 
@@ -151,24 +165,23 @@ impl Feed {
 
     /// Takes in what the hub pushed; `false` ends the connection (shutdown,
     /// or the database failed while catching up: the client reconnects).
+    /// The catch-up of a lagged connection is boxed: its query's state is
+    /// allocated while it runs, not reserved in every idle connection's task.
     async fn absorb(&mut self, batch: Batch) -> bool {
         if batch.closed {
             return false;
         }
-        if self.recent_until.is_some_and(|t| Instant::now() > t) {
-            (self.recent, self.recent_until) = (Vec::new(), None);
+        if self.recent.as_ref().is_some_and(|r| Instant::now() > r.until) {
+            self.recent = None;
         }
-        if batch.lagged {
-            let after = self.last_id.clone();
-            // Boxed: the query's state is allocated only while it runs,
-            // not reserved in every idle connection's task.
-            if let Err(e) = Box::pin(self.catch_up(&after)).await {
-                tracing::warn!(error = %e, "a lagged live connection could not catch up; closing it");
-                return false;
-            }
+        if batch.lagged
+            && let Err(e) = Box::pin(self.catch_up(&self.last_id.clone())).await
+        {
+            tracing::warn!(error = %e, "a lagged live connection could not catch up; closing it");
+            return false;
         }
         for note in batch.notes {
-            if !self.recent.contains(&note.id) {
+            if !Recent::has(self.recent.as_deref(), &note.id) {
                 self.out.push_back(Out::Note(note));
             }
         }
@@ -188,7 +201,7 @@ impl Feed {
                 return Some(out);
             }
             let batch = self.sub.recv().await;
-            if !self.absorb(batch).await {
+            if !Box::pin(self.absorb(batch)).await {
                 return None;
             }
         }
@@ -203,63 +216,65 @@ async fn websocket(
     State(state): State<AppState>,
     me: RecipientAuth,
     ApiQuery(q): ApiQuery<LiveQuery>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Upgrade,
 ) -> ApiResult<Response> {
-    let upgrade = upgrade.map_err(|r| ApiError::Invalid { field: None, detail: r.body_text() })?;
     let since = item_id("since", q.since.as_deref().unwrap_or_default())?;
     let feed = Feed::open(&state, me, since, true).await?;
-    Ok(upgrade
+    Ok(upgrade.on_upgrade(socket_config, move |socket| run_websocket(socket, feed)))
+}
+
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| {
-            let f = run_websocket(socket, feed);
-            if std::env::var("H2_SIZES").is_ok() {
-                eprintln!("SIZES run_websocket={} feed={} ws={}", std::mem::size_of_val(&f), std::mem::size_of::<Feed>(), std::mem::size_of::<WebSocket>());
-            }
-            f
-        }))
+        .max_message_size(Some(MAX_CLIENT_MESSAGE))
+        .max_frame_size(Some(MAX_CLIENT_MESSAGE))
 }
 
-async fn run_websocket(mut socket: WebSocket, mut feed: Box<Feed>) {
-    // Anything heard from the client since the last ping (browsers answer
-    // pings with pongs); silence for a whole interval closes the connection.
-    let mut heard = true;
-    loop {
-        // Send what is due; meanwhile the client's frames wait in the socket.
-        while let Some(out) = feed.pop() {
-            let message = match out {
-                Out::Note(note) => {
-                    sent("notification");
-                    Message::Text(note.message.clone())
+/// Not an `async fn`: that would keep its arguments twice in the task (as
+/// arguments and as locals), and the socket is over 300 bytes.
+#[allow(clippy::manual_async_fn)]
+fn run_websocket(mut socket: Socket, mut feed: Box<Feed>) -> impl Future<Output = ()> + Send {
+    async move {
+        // Anything heard from the client since the last ping (browsers
+        // answer pings with pongs); silence for a whole interval closes.
+        let mut heard = true;
+        loop {
+            // Send what is due; meanwhile the client's frames wait in the socket.
+            while let Some(out) = feed.pop() {
+                let message = match out {
+                    Out::Note(note) => {
+                        sent("notification");
+                        Message::Text(note.message.clone())
+                    }
+                    Out::Count(count) => {
+                        sent("unread_count");
+                        Message::Text(count_message(count))
+                    }
+                    Out::Ping if heard => {
+                        heard = false;
+                        Message::Ping(Bytes::new())
+                    }
+                    Out::Ping => return,
+                };
+                if socket.send(message).await.is_err() {
+                    return;
                 }
-                Out::Count(count) => {
-                    sent("unread_count");
-                    Message::Text(count_message(count))
-                }
-                Out::Ping if heard => {
-                    heard = false;
-                    Message::Ping(Bytes::new())
-                }
-                Out::Ping => return,
-            };
-            if socket.send(message).await.is_err() {
-                return;
             }
-        }
-        // Both branches are cancel-safe: whichever loses loses nothing.
-        tokio::select! {
-            batch = feed.sub.recv() => if !feed.absorb(batch).await {
-                let away = CloseFrame { code: close_code::AWAY, reason: "the server is shutting down".into() };
-                let _ = socket.send(Message::Close(Some(away))).await;
-                return;
-            },
-            message = socket.recv() => match message {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                Some(Ok(_)) => heard = true,
-            },
+            // Both are cancel-safe: whichever loses loses nothing. The
+            // client's frame is looked at in place (only whether it is a
+            // close), so the task keeps no room for a message or an error.
+            let client =
+                poll_fn(|cx| socket.poll_next_unpin(cx).map(|m| matches!(m, Some(Ok(ref m)) if !m.is_close())));
+            tokio::select! {
+                batch = feed.sub.recv() => if !Box::pin(feed.absorb(batch)).await {
+                    let away = CloseFrame { code: CloseCode::Away, reason: "the server is shutting down".into() };
+                    let _ = socket.send(Message::Close(Some(away))).await;
+                    return;
+                },
+                open = client => if open { heard = true } else { return },
+            }
         }
     }
 }

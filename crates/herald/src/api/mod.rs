@@ -21,6 +21,7 @@ mod recipients;
 mod rules;
 mod templates;
 pub mod test_send;
+mod websocket;
 
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {

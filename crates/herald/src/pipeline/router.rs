@@ -83,7 +83,8 @@ impl Router {
             };
             let audiences = plan_event(event, config, &data, &mut out.deliveries);
             if config.people.wants(event, &audiences) {
-                let context = people::Context { public_url: self.public_url.as_deref(), reaches_people: &self.reaches_people };
+                let context =
+                    people::Context { public_url: self.public_url.as_deref(), reaches_people: &self.reaches_people };
                 people::route(tx, &config.people, event, &data, &audiences, &context, &mut out).await?;
             }
         }

@@ -64,7 +64,8 @@ fn now() -> i64 {
 }
 
 async fn signing_secret(app: &App, tenant: &str, rotate: bool) -> Vec<u8> {
-    let path = if rotate { "/v1/recipient-tokens/signing-secret/rotate" } else { "/v1/recipient-tokens/signing-secret" };
+    let path =
+        if rotate { "/v1/recipient-tokens/signing-secret/rotate" } else { "/v1/recipient-tokens/signing-secret" };
     let req = if rotate { app.client.post(app.url(path)) } else { app.client.get(app.url(path)) };
     let res = req.bearer_auth(ADMIN).header("herald-tenant", tenant).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -132,7 +133,8 @@ backend_test!(recipient_tokens_open_one_inbox_only, |backend: Backend| async mov
     let expired =
         jwt(&secret, hs256.clone(), json!({"sub": "ada", "tid": "default", "iat": now() - 600, "exp": now() - 300}));
     assert_eq!(inbox(&app, &expired, "").await.0, StatusCode::UNAUTHORIZED);
-    let alg_none = jwt(&secret, json!({"alg": "none"}), json!({"sub": "ada", "tid": "default", "iat": now(), "exp": now() + 60}));
+    let alg_none =
+        jwt(&secret, json!({"alg": "none"}), json!({"sub": "ada", "tid": "default", "iat": now(), "exp": now() + 60}));
     assert_eq!(inbox(&app, &alg_none, "").await.0, StatusCode::UNAUTHORIZED);
     let tampered = {
         let parts: Vec<&str> = own.split('.').collect();
@@ -146,7 +148,8 @@ backend_test!(recipient_tokens_open_one_inbox_only, |backend: Backend| async mov
     assert_eq!(status, StatusCode::CREATED);
     let acme_secret = signing_secret(&app, "acme", false).await;
     assert_ne!(acme_secret, secret);
-    let forged = jwt(&acme_secret, hs256.clone(), json!({"sub": "ada", "tid": "default", "iat": now(), "exp": now() + 60}));
+    let forged =
+        jwt(&acme_secret, hs256.clone(), json!({"sub": "ada", "tid": "default", "iat": now(), "exp": now() + 60}));
     assert_eq!(inbox(&app, &forged, "").await.0, StatusCode::UNAUTHORIZED);
     let unknown_tenant =
         jwt(&secret, hs256.clone(), json!({"sub": "ada", "tid": "nope", "iat": now(), "exp": now() + 60}));

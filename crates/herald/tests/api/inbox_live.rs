@@ -150,6 +150,8 @@ backend_test!(websocket_pushes_notifications_and_counts, |backend: Backend| asyn
             other => panic!("{query}: expected an HTTP refusal, got {:?}", other.map(|_| ())),
         }
     }
+    let (status, body) = app.request(Method::GET, "/v1/inbox/ws", &ada, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a plain GET is not a WebSocket: {body}");
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("herald_live_connections"), "{metrics}");
     assert!(metrics.contains(r#"herald_live_messages_total{kind="notification"}"#), "{metrics}");
@@ -175,7 +177,8 @@ backend_test!(sse_streams_and_resumes_from_last_event_id, |backend: Backend| asy
     notify(&app, "ada", "three").await;
     let mut resumed = Sse::open(&app, "", Some(&ada), Some(&one)).await;
     assert_eq!(resumed.next(LIVE_WITHIN).await.1, count(3));
-    let titles = [resumed.next(LIVE_WITHIN).await.1, resumed.next(LIVE_WITHIN).await.1].map(|n| n["data"]["title"].clone());
+    let titles =
+        [resumed.next(LIVE_WITHIN).await.1, resumed.next(LIVE_WITHIN).await.1].map(|n| n["data"]["title"].clone());
     assert_eq!(titles, [json!("two"), json!("three")]);
 
     // `?token=` and `?since=` (Last-Event-ID wins when both are there).
@@ -201,8 +204,9 @@ backend_test!(a_burst_larger_than_a_queue_arrives_once_each, |backend: Backend| 
     assert_eq!(ws_next(&mut ws, LIVE_WITHIN).await, count(0));
 
     // One batch: one commit, so all N reach the hub at once.
-    let events: Vec<Value> =
-        (0..N).map(|i| json!({"type": "task_due", "data": {"title": format!("t{i}")}, "recipients": ["ada"]})).collect();
+    let events: Vec<Value> = (0..N)
+        .map(|i| json!({"type": "task_due", "data": {"title": format!("t{i}")}, "recipients": ["ada"]}))
+        .collect();
     let (status, body) = app.post("/v1/events/batch", json!({"events": events})).await;
     assert!(status.is_success(), "{body}");
 

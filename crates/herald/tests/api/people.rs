@@ -32,7 +32,10 @@ async fn post_event(app: &App, body: Value) -> String {
 
 /// recipient → channel → (status, skip reason, address) of an event's
 /// deliveries to people.
-async fn by_person(app: &App, event: &str) -> BTreeMap<String, BTreeMap<String, (String, Option<String>, Option<String>)>> {
+async fn by_person(
+    app: &App,
+    event: &str,
+) -> BTreeMap<String, BTreeMap<String, (String, Option<String>, Option<String>)>> {
     let mut out: BTreeMap<String, BTreeMap<String, _>> = BTreeMap::new();
     for d in app.routed(event).await {
         let Some(who) = d["recipient"].as_str() else { continue };
@@ -127,7 +130,8 @@ async fn preferences_decide_the_channels_and_say_why_not() {
     .await;
 
     let recipients = json!(["ada", "bob", "cy", "dee"]);
-    let event = post_event(&app, json!({"type": "task_due", "recipients": recipients, "data": {"project": "apollo"}})).await;
+    let event =
+        post_event(&app, json!({"type": "task_due", "recipients": recipients, "data": {"project": "apollo"}})).await;
     let got = by_person(&app, &event).await;
     assert_eq!(got["ada"]["in_app"].0, "sent");
     assert_eq!(got["ada"]["email"].0, "pending");
@@ -144,7 +148,9 @@ async fn preferences_decide_the_channels_and_say_why_not() {
     assert_eq!(got["dee"]["email"].1.as_deref(), Some("preference: the condition does not hold"));
 
     // A required type ignores Bob's switch.
-    let alert = post_event(&app, json!({"type": "security_alert", "recipients": ["bob"], "data": {"title": "New login"}})).await;
+    let alert =
+        post_event(&app, json!({"type": "security_alert", "recipients": ["bob"], "data": {"title": "New login"}}))
+            .await;
     let got = by_person(&app, &alert).await;
     assert_eq!(got["bob"]["email"].0, "pending");
 
@@ -198,9 +204,11 @@ async fn a_scheduled_inbox_item_is_written_when_due() {
     let (db, dir) = (TestDb::new(Backend::Sqlite).await, TempDir::new());
     let app = App::spawn(Backend::Sqlite, &db, &dir).await;
     let at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
-    let event =
-        post_event(&app, json!({"type": "reminder", "recipients": ["ada"], "deliver_at": at, "data": {"title": "Stand-up"}}))
-            .await;
+    let event = post_event(
+        &app,
+        json!({"type": "reminder", "recipients": ["ada"], "deliver_at": at, "data": {"title": "Stand-up"}}),
+    )
+    .await;
     let deliveries = app.routed(&event).await;
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0]["status"], json!("pending"));

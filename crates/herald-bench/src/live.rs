@@ -47,8 +47,15 @@ pub struct LiveResult {
     /// connection open and idle.
     pub memory_before: Memory,
     pub memory_connected: Memory,
-    /// (connected − before) / connections.
+    /// (connected − before) / connections: the first burst of connections.
     pub bytes_per_idle_connection: u64,
+    /// After closing every connection, and with all of them open again.
+    pub memory_closed: Memory,
+    pub memory_reopened: Memory,
+    /// (reopened − closed) / connections. Not a cost (the allocator keeps
+    /// and reuses the closed connections' pages) but a churn check: near 0
+    /// means 10,000 reconnections leaked nothing.
+    pub bytes_per_reopened_connection: u64,
     pub events: u64,
     pub rate_per_s: u64,
     /// Events the server accepted.
@@ -109,20 +116,35 @@ pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
     let memory_before = procfs::memory(pid).context("reading herald's memory")?;
 
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let connected: Vec<Result<()>> = stream::iter(tokens.into_iter().enumerate())
-        .map(|(i, recipient_token)| {
-            let (base, clock, errors) = (base.clone(), clock.clone(), errors.clone());
-            async move { connect(&base, &recipient_token, i, clock, errors).await }
-        })
-        .buffer_unordered(CONNECT_CONCURRENCY)
-        .collect()
-        .await;
-    if let Some(error) = connected.into_iter().find_map(Result::err) {
-        return Err(error.context("opening the WebSocket clients"));
-    }
+    let open = |tokens: Vec<String>| {
+        let (base, clock, errors) = (base.clone(), clock.clone(), errors.clone());
+        async move {
+            let opened: Vec<Result<tokio::task::JoinHandle<()>>> = stream::iter(tokens.into_iter().enumerate())
+                .map(|(i, recipient_token)| {
+                    let (base, clock, errors) = (base.clone(), clock.clone(), errors.clone());
+                    async move { connect(&base, &recipient_token, i, clock, errors).await }
+                })
+                .buffer_unordered(CONNECT_CONCURRENCY)
+                .collect()
+                .await;
+            opened.into_iter().collect::<Result<Vec<_>>>().context("opening the WebSocket clients")
+        }
+    };
+    let first = open(tokens.clone()).await?;
     let connect_s = connect_started.elapsed().as_secs_f64();
     tokio::time::sleep(SETTLE).await;
     let memory_connected = procfs::memory(pid).context("reading herald's memory")?;
+
+    // A server that has run for a while has seen connections come and go:
+    // close them all, open them again, and read the memory once more.
+    for task in &first {
+        task.abort();
+    }
+    tokio::time::sleep(SETTLE).await;
+    let memory_closed = procfs::memory(pid).context("reading herald's memory")?;
+    let _second = open(tokens).await?;
+    tokio::time::sleep(SETTLE).await;
+    let memory_reopened = procfs::memory(pid).context("reading herald's memory")?;
 
     let sampler = procfs::Sampler::start(pid);
     let accepted = post_events(&http, &base, &token, plan, clock.clone()).await?;
@@ -164,6 +186,10 @@ pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
         memory_before,
         memory_connected,
         bytes_per_idle_connection: growth_kib * 1024 / plan.connections.max(1) as u64,
+        memory_closed,
+        memory_reopened,
+        bytes_per_reopened_connection: memory_reopened.rss_kib.saturating_sub(memory_closed.rss_kib) * 1024
+            / plan.connections.max(1) as u64,
         events: plan.events,
         rate_per_s: plan.rate_per_s,
         accepted,
@@ -194,7 +220,13 @@ async fn mint(http: &reqwest::Client, base: &str, admin: &str, i: usize) -> Resu
 
 /// Opens recipient `i`'s WebSocket, waits for the first `unread_count`, and
 /// leaves a task reading its notifications.
-async fn connect(base: &str, token: &str, i: usize, clock: Arc<Clock>, errors: Arc<Mutex<Vec<String>>>) -> Result<()> {
+async fn connect(
+    base: &str,
+    token: &str,
+    i: usize,
+    clock: Arc<Clock>,
+    errors: Arc<Mutex<Vec<String>>>,
+) -> Result<tokio::task::JoinHandle<()>> {
     let url = format!("{}/v1/inbox/ws?token={token}", base.replacen("http://", "ws://", 1));
     let (mut socket, _) =
         tokio_tungstenite::connect_async(&url).await.with_context(|| format!("connecting client {i}"))?;
@@ -202,7 +234,7 @@ async fn connect(base: &str, token: &str, i: usize, clock: Arc<Clock>, errors: A
         Some(Ok(Message::Text(text))) if text.contains("unread_count") => {}
         other => bail!("client {i}: the first message was not the unread count: {other:?}"),
     }
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         while let Some(message) = socket.next().await {
             match message {
                 Ok(Message::Text(text)) => {
@@ -228,8 +260,7 @@ async fn connect(base: &str, token: &str, i: usize, clock: Arc<Clock>, errors: A
                 }
             }
         }
-    });
-    Ok(())
+    }))
 }
 
 /// Posts `plan.events` events at `plan.rate_per_s`, event `k` to recipient

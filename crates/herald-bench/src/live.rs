@@ -49,6 +49,10 @@ pub struct LiveResult {
     pub memory_connected: Memory,
     /// (connected − before) / connections: the first burst of connections.
     pub bytes_per_idle_connection: u64,
+    /// With the first half of the connections open.
+    pub memory_half: Memory,
+    /// (connected − half) / second half: what one more connection costs.
+    pub marginal_bytes_per_connection: u64,
     /// After closing every connection, and with all of them open again.
     pub memory_closed: Memory,
     pub memory_reopened: Memory,
@@ -130,21 +134,16 @@ pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
             opened.into_iter().collect::<Result<Vec<_>>>().context("opening the WebSocket clients")
         }
     };
-    let first = open(tokens.clone()).await?;
+    // In two halves: the second half's growth is the cost of one more
+    // connection, apart from what the first connections set up once.
+    let half = plan.connections / 2;
+    let mut first = open(tokens[..half].to_vec()).await?;
+    tokio::time::sleep(SETTLE).await;
+    let memory_half = procfs::memory(pid).context("reading herald's memory")?;
+    first.extend(open(tokens[half..].to_vec()).await?);
     let connect_s = connect_started.elapsed().as_secs_f64();
     tokio::time::sleep(SETTLE).await;
     let memory_connected = procfs::memory(pid).context("reading herald's memory")?;
-
-    // A server that has run for a while has seen connections come and go:
-    // close them all, open them again, and read the memory once more.
-    for task in &first {
-        task.abort();
-    }
-    tokio::time::sleep(SETTLE).await;
-    let memory_closed = procfs::memory(pid).context("reading herald's memory")?;
-    let _second = open(tokens).await?;
-    tokio::time::sleep(SETTLE).await;
-    let memory_reopened = procfs::memory(pid).context("reading herald's memory")?;
 
     let sampler = procfs::Sampler::start(pid);
     let accepted = post_events(&http, &base, &token, plan, clock.clone()).await?;
@@ -161,6 +160,18 @@ pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
     if let Some(error) = errors.lock().expect("errors lock").first() {
         bail!("a WebSocket client failed: {error}");
     }
+
+    // After the timed part: close every connection, open them all again, and
+    // read the memory once more (a reconnect storm must not leak).
+    for task in &first {
+        task.abort();
+    }
+    tokio::time::sleep(SETTLE).await;
+    let memory_closed = procfs::memory(pid).context("reading herald's memory")?;
+    let _second = open(tokens).await?;
+    tokio::time::sleep(SETTLE).await;
+    let memory_reopened = procfs::memory(pid).context("reading herald's memory")?;
+    herald.ensure_running()?;
 
     let mut whole = Vec::with_capacity(received as usize);
     let mut after = Vec::with_capacity(received as usize);
@@ -186,6 +197,9 @@ pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
         memory_before,
         memory_connected,
         bytes_per_idle_connection: growth_kib * 1024 / plan.connections.max(1) as u64,
+        memory_half,
+        marginal_bytes_per_connection: memory_connected.rss_kib.saturating_sub(memory_half.rss_kib) * 1024
+            / (plan.connections - half).max(1) as u64,
         memory_closed,
         memory_reopened,
         bytes_per_reopened_connection: memory_reopened.rss_kib.saturating_sub(memory_closed.rss_kib) * 1024

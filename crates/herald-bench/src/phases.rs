@@ -133,9 +133,10 @@ pub async fn run_backend(
         eprintln!(
             "  live inbox: {}",
             report::phase_line(&result, |r| format!(
-                "{} WebSocket clients, {} B per idle connection ({} B more after reconnecting all); {}/{} notifications, p50 {:.1} ms, p99 {:.1} ms at {}/s",
+                "{} WebSocket clients, {} B per idle connection (second half {} B each; {} B more after reconnecting all); {}/{} notifications, p50 {:.1} ms, p99 {:.1} ms at {}/s",
                 r.connections,
                 r.bytes_per_idle_connection,
+                r.marginal_bytes_per_connection,
                 r.bytes_per_reopened_connection,
                 r.received,
                 r.accepted,

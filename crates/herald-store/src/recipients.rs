@@ -64,6 +64,19 @@ pub fn attribute_index(attributes: &serde_json::Value) -> Vec<(String, String)> 
     out
 }
 
+/// Adds one condition per filter on the recipients aliased `r`.
+fn match_attributes(w: &mut Filter, filters: &[AttributeMatch]) {
+    for f in filters {
+        w.binds.push(Bind::Text(f.name.clone()));
+        w.binds.push(Bind::Text(f.value.clone()));
+        let (n, v) = (w.binds.len() - 1, w.binds.len());
+        w.clauses.push(format!(
+            "EXISTS (SELECT 1 FROM recipient_attributes a WHERE a.tenant_id = r.tenant_id \
+             AND a.recipient_id = r.id AND a.name = ${n} AND a.value = ${v})"
+        ));
+    }
+}
+
 impl Db {
     /// Creates or replaces the given recipients of one tenant in one
     /// transaction (preferences and creation time are kept). Returns, per
@@ -125,15 +138,7 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<RecipientRow>> {
         let mut w = Filter::for_tenant("r.tenant_id", tenant);
-        for f in filters {
-            w.binds.push(Bind::Text(f.name.clone()));
-            w.binds.push(Bind::Text(f.value.clone()));
-            let (n, v) = (w.binds.len() - 1, w.binds.len());
-            w.clauses.push(format!(
-                "EXISTS (SELECT 1 FROM recipient_attributes a WHERE a.tenant_id = r.tenant_id \
-                 AND a.recipient_id = r.id AND a.name = ${n} AND a.value = ${v})"
-            ));
-        }
+        match_attributes(&mut w, filters);
         w.push_opt_text("r.email = ?", email);
         w.push_opt_text("r.id > ?", after_id);
         let columns = COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ");
@@ -261,15 +266,7 @@ impl Tx {
     /// recipients when `filters` is empty), at most `limit`.
     pub async fn audience(&mut self, tenant: &str, filters: &[AttributeMatch], limit: i64) -> Result<Vec<String>> {
         let mut w = Filter::for_tenant("r.tenant_id", tenant);
-        for f in filters {
-            w.binds.push(Bind::Text(f.name.clone()));
-            w.binds.push(Bind::Text(f.value.clone()));
-            let (n, v) = (w.binds.len() - 1, w.binds.len());
-            w.clauses.push(format!(
-                "EXISTS (SELECT 1 FROM recipient_attributes a WHERE a.tenant_id = r.tenant_id \
-                 AND a.recipient_id = r.id AND a.name = ${n} AND a.value = ${v})"
-            ));
-        }
+        match_attributes(&mut w, filters);
         let sql = format!("SELECT r.id FROM recipients r {}", w.finish("r.id", limit));
         Ok(
             on_tx!(self, conn => bind_all!(sqlx::query_scalar(AssertSqlSafe(sql)), &w.binds).fetch_all(&mut *conn).await?),

@@ -43,7 +43,8 @@ pub struct LiveResult {
     pub connections: usize,
     /// Time to mint every token and open every connection.
     pub connect_s: f64,
-    /// With every token minted but no connection, and with every
+    /// With every token minted and the inbox path warmed (`GET /v1/inbox`
+    /// at the same concurrency) but no connection, and with every
     /// connection open and idle.
     pub memory_before: Memory,
     pub memory_connected: Memory,
@@ -116,6 +117,23 @@ pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
         .collect()
         .await;
     let tokens: Vec<String> = tokens.into_iter().collect::<Result<_>>().context("minting recipient tokens")?;
+    // And the inbox's own path once at the connections' concurrency: a
+    // WebSocket's first message is the unread count, a database read, and
+    // the pool behind it (connections, their threads and statement caches)
+    // is set up once per server, not per connection.
+    let warmed: Vec<Result<()>> = stream::iter(tokens.iter().take(4 * CONNECT_CONCURRENCY).cloned())
+        .map(|recipient_token| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let answer = http.get(format!("{base}/v1/inbox")).bearer_auth(recipient_token).send().await?;
+                anyhow::ensure!(answer.status().is_success(), "GET /v1/inbox answered {}", answer.status());
+                Ok(())
+            }
+        })
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .collect()
+        .await;
+    warmed.into_iter().collect::<Result<Vec<()>>>().context("warming the inbox path")?;
     tokio::time::sleep(SETTLE).await;
     let memory_before = procfs::memory(pid).context("reading herald's memory")?;
 

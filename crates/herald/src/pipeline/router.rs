@@ -32,8 +32,9 @@ struct TenantRouting {
     people: PeopleConfig,
 }
 
-/// Routing config per tenant, shared by the ingest writers.
-#[derive(Default)]
+/// Routing config per tenant, shared by the ingest writers. No `Default`:
+/// a router that knows no channel able to reach people would skip every
+/// person's delivery.
 pub struct Router {
     tenants: Mutex<HashMap<String, Arc<TenantRouting>>>,
     /// `HERALD_PUBLIC_URL`, for links in inbox items.

@@ -12,12 +12,14 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use crate::{AddressPolicy, Channel, ConfigError, Context, Message, Outcome, SendFuture, Target, render};
+use crate::{
+    AddressPolicy, Channel, ConfigError, Context, Message, Outcome, SendFuture, Target, http::parse_target_url, render,
+};
 
 /// The config key of the webhook URL, the one secret of every chat channel.
 pub const URL_FIELD: &str = "webhook_url";
 /// The longest webhook URL accepted.
-pub const MAX_URL_LEN: usize = 2048;
+use crate::http::MAX_URL_LEN;
 /// At most this many characters of a provider's error text go into an attempt's error.
 const MAX_PROVIDER_ERROR: usize = 300;
 
@@ -123,7 +125,7 @@ fn parse<P: Provider>(provider: &P, config: &Value) -> Result<(Url, P::Options),
     let mut rest = map.clone();
     let url = match rest.remove(URL_FIELD) {
         None | Some(Value::Null) => return Err(ConfigError::new(URL_FIELD, "is required")),
-        Some(Value::String(url)) => parse_url(&url, URL_FIELD)?,
+        Some(Value::String(url)) => parse_target_url(URL_FIELD, &url)?,
         Some(_) => return Err(ConfigError::new(URL_FIELD, "must be a string")),
     };
     let options = deserialize(Value::Object(rest))?;
@@ -140,26 +142,6 @@ pub fn deserialize<T: DeserializeOwned>(value: Value) -> Result<T, ConfigError> 
         };
         ConfigError::new(field, e.into_inner().to_string())
     })
-}
-
-/// An absolute http(s) URL with a host and no fragment. The error never
-/// repeats the URL: a webhook URL carries a token.
-pub fn parse_url(url: &str, field: &str) -> Result<Url, ConfigError> {
-    let bad = |message: &str| ConfigError::new(field, message);
-    if url.len() > MAX_URL_LEN {
-        return Err(bad(&format!("must be at most {MAX_URL_LEN} characters")));
-    }
-    let url = Url::parse(url.trim()).map_err(|e| bad(&format!("is not a valid URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("must be an http or https URL"));
-    }
-    if url.host().is_none() {
-        return Err(bad("must have a host"));
-    }
-    if url.fragment().is_some() {
-        return Err(bad("must not have a #fragment (it is never sent)"));
-    }
-    Ok(url)
 }
 
 /// An optional text option: when given, 1 to `max` characters.
@@ -362,12 +344,12 @@ mod tests {
 
     #[test]
     fn urls_are_checked_without_repeating_them() {
-        let err = |u: &str| parse_url(u, URL_FIELD).unwrap_err();
+        let err = |u: &str| parse_target_url(URL_FIELD, u).unwrap_err();
         assert_eq!(err("ftp://h/x").message, "must be an http or https URL");
         assert_eq!(err("https://h/x#f").field, URL_FIELD);
         let e = err("https://[h/secret-token");
         assert!(!e.message.contains("secret-token"), "{e:?}");
-        assert_eq!(parse_url(" https://H/a?b=1 ", URL_FIELD).unwrap().as_str(), "https://h/a?b=1");
+        assert_eq!(parse_target_url(URL_FIELD, " https://H/a?b=1 ").unwrap().as_str(), "https://h/a?b=1");
         assert_eq!(said("  line one\nline two "), Some("line one line two".into()));
         assert_eq!(said(" \n"), None);
         let url = Url::parse("https://h/p?token=a%2Bb~c&wait=false&x").unwrap();

@@ -79,7 +79,7 @@ impl Provider for Discord {
             }
         }
         if let Some(avatar) = &options.avatar_url {
-            chat::parse_url(avatar, "avatar_url")?;
+            crate::http::parse_target_url("avatar_url", avatar)?;
         }
         Ok(())
     }

@@ -16,6 +16,36 @@ use crate::outbound::Refused;
 
 mod status;
 
+/// The longest URL a config may hold.
+pub const MAX_URL_LEN: usize = 2048;
+
+/// An absolute http or https URL with a host, surrounding spaces ignored.
+/// The error never repeats the URL: URLs in configs often carry a token.
+pub fn parse_url(field: &str, value: &str) -> Result<url::Url, crate::ConfigError> {
+    let bad = |message: &str| crate::ConfigError::new(field, message);
+    if value.len() > MAX_URL_LEN {
+        return Err(bad(&format!("must be at most {MAX_URL_LEN} characters")));
+    }
+    let url = url::Url::parse(value.trim()).map_err(|e| bad(&format!("is not a valid URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("must be an http or https URL"));
+    }
+    if url.host().is_none() {
+        return Err(bad("must have a host"));
+    }
+    Ok(url)
+}
+
+/// [`parse_url`] for a URL Herald sends to as it is (a webhook): no
+/// `#fragment`, which would never be sent.
+pub fn parse_target_url(field: &str, value: &str) -> Result<url::Url, crate::ConfigError> {
+    let url = parse_url(field, value)?;
+    if url.fragment().is_some() {
+        return Err(crate::ConfigError::new(field, "must not have a #fragment (it is never sent)"));
+    }
+    Ok(url)
+}
+
 /// At most this much of a response body is read; past it the connection is
 /// dropped rather than drained (a small body is read to the end so the
 /// connection can go back to the pool).

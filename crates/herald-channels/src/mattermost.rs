@@ -68,7 +68,7 @@ impl Provider for Mattermost {
         chat::check_text(options.channel.as_deref(), "channel", 64)?;
         chat::check_text(options.username.as_deref(), "username", 64)?;
         if let Some(icon) = &options.icon_url {
-            chat::parse_url(icon, "icon_url")?;
+            crate::http::parse_target_url("icon_url", icon)?;
         }
         Ok(())
     }

@@ -304,7 +304,7 @@ impl NtfyTarget {
         let payload = Publish {
             topic,
             title: &content.title,
-            message: cut_bytes(&content.plain_body(), MAX_MESSAGE_BYTES),
+            message: crate::render::cut_bytes_marked(&content.plain_body(), MAX_MESSAGE_BYTES),
             priority: self.priority.unwrap_or_else(|| priority_of(content.severity)),
             tags,
             click: content.link.as_deref(),
@@ -323,18 +323,6 @@ impl Target for NtfyTarget {
     fn send<'a>(&'a self, message: &'a Message<'a>, timeout: Duration) -> SendFuture<'a> {
         Box::pin(self.send_once(message, timeout))
     }
-}
-
-/// At most `max` bytes of UTF-8, ending with "…" when cut.
-fn cut_bytes(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max - '…'.len_utf8();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 /// An ntfy error: `{"code", "http", "error", "link"?}`.

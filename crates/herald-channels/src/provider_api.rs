@@ -11,9 +11,6 @@ use url::Url;
 
 use crate::{AddressPolicy, ConfigError, Outcome, render};
 
-/// The longest base URL accepted.
-pub(crate) const MAX_URL_LEN: usize = 2048;
-
 /// The longest provider explanation kept in an error text, in characters.
 const MAX_REASON: usize = 300;
 
@@ -42,16 +39,7 @@ pub(crate) fn required<T>(field: &str, value: Option<T>) -> Result<T, ConfigErro
 /// the secret fields). The address policy is checked by the caller.
 pub(crate) fn parse_base_url(field: &str, value: &str) -> Result<Url, ConfigError> {
     let bad = |message: &str| ConfigError::new(field, message);
-    if value.len() > MAX_URL_LEN {
-        return Err(bad(&format!("must be at most {MAX_URL_LEN} characters")));
-    }
-    let url = Url::parse(value.trim()).map_err(|e| bad(&format!("is not a valid URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("must be an http or https URL"));
-    }
-    if url.host().is_none() {
-        return Err(bad("must have a host"));
-    }
+    let url = crate::http::parse_url(field, value)?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad("must not carry credentials; use the token or password fields"));
     }

@@ -198,6 +198,15 @@ pub fn cut(s: &str, max: usize) -> String {
     }
 }
 
+/// At most `max` bytes of UTF-8, ending with "…" when cut (for providers
+/// whose limits are in bytes).
+pub fn cut_bytes_marked(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    format!("{}…", cut_bytes(text, max - '…'.len_utf8()))
+}
+
 /// At most `max` bytes of `text`, cut on a character boundary (for stored
 /// excerpts, whose limits are in bytes).
 pub fn cut_bytes(text: &str, max: usize) -> &str {

@@ -17,7 +17,6 @@ mod send;
 pub const DEFAULT_API_URL: &str = "https://api.twilio.com";
 /// At most this many configured numbers (one request each).
 pub const MAX_TO: usize = 20;
-const MAX_URL_LEN: usize = 2048;
 
 /// The `twilio_sms` channel.
 #[derive(Debug, Clone, Copy, Default)]
@@ -134,18 +133,7 @@ fn parse(config: &Value) -> Result<(TwilioConfig, Parsed), ConfigError> {
 
 /// The API's base, without a trailing slash.
 fn parse_api_url(url: &str) -> Result<String, ConfigError> {
-    let bad = |message: &str| ConfigError::new("api_url", message);
-    if url.len() > MAX_URL_LEN {
-        return Err(bad(&format!("must be at most {MAX_URL_LEN} characters")));
-    }
-    let url = Url::parse(url).map_err(|e| bad(&format!("is not a valid URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(bad("must be an http or https URL with a host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("must not have a query, a fragment or credentials"));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
+    crate::provider_api::parse_base_url("api_url", url).map(|u| crate::provider_api::stored_url(&u))
 }
 
 /// `prefix` and 32 hexadecimal digits.

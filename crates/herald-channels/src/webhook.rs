@@ -13,7 +13,7 @@ use crate::{AddressPolicy, Channel, ConfigError, Context, Message, Outcome, Send
 
 mod signature;
 
-const MAX_URL_LEN: usize = 2048;
+use crate::http::MAX_URL_LEN;
 const MAX_HEADERS: usize = 20;
 /// Headers Herald sets itself (plus every `webhook-*`): a custom one would
 /// break the signature contract or the HTTP framing.
@@ -62,22 +62,8 @@ fn parse(config: &Value) -> Result<(WebhookConfig, Parsed), ConfigError> {
 }
 
 fn parse_url(url: Option<&str>) -> Result<Url, ConfigError> {
-    let bad = |message: &str| ConfigError::new("url", message);
-    let url = url.ok_or_else(|| bad("is required"))?;
-    if url.len() > MAX_URL_LEN {
-        return Err(bad(&format!("must be at most {MAX_URL_LEN} characters")));
-    }
-    let url = Url::parse(url).map_err(|e| bad(&format!("is not a valid URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("must be an http or https URL"));
-    }
-    if url.host().is_none() {
-        return Err(bad("must have a host"));
-    }
-    if url.fragment().is_some() {
-        return Err(bad("must not have a #fragment (it is never sent)"));
-    }
-    Ok(url)
+    let url = url.ok_or_else(|| ConfigError::new("url", "is required"))?;
+    crate::http::parse_target_url("url", url)
 }
 
 fn parse_headers(headers: &BTreeMap<String, String>) -> Result<HeaderMap, ConfigError> {

@@ -52,12 +52,17 @@ pub fn recipient_json(r: &RecipientRow) -> Value {
     })
 }
 
-/// The template of `channel` for the recipient's locale: the most specific
-/// variant of `locale_chain`, else none.
-pub fn choose<'a>(variants: &'a [TemplateRow], channel: &str, locale: Option<&str>) -> Option<&'a TemplateRow> {
-    template::locale_chain(locale)
-        .iter()
-        .find_map(|l| variants.iter().find(|v| v.channel == channel && v.locale.eq_ignore_ascii_case(l)))
+/// The template of `kind` and `channel` for the recipient's locale: the
+/// most specific variant of `locale_chain`, else none.
+pub fn choose<'a>(
+    templates: &'a [TemplateRow],
+    kind: &str,
+    channel: &str,
+    locale: Option<&str>,
+) -> Option<&'a TemplateRow> {
+    template::locale_chain(locale).iter().find_map(|l| {
+        templates.iter().find(|t| t.kind == kind && t.channel == channel && t.locale.eq_ignore_ascii_case(l))
+    })
 }
 
 pub fn set_of(row: &TemplateRow) -> TemplateSet {
@@ -139,21 +144,20 @@ pub struct TemplateCache {
 }
 
 impl TemplateCache {
-    /// The tenant's templates of `event_type`.
-    pub async fn of_type(&self, db: &Db, tenant: &str, event_type: &str) -> herald_store::Result<Vec<TemplateRow>> {
+    /// Every template of the tenant.
+    pub async fn of_tenant(&self, db: &Db, tenant: &str) -> herald_store::Result<Arc<Vec<TemplateRow>>> {
         let cached = self.tenants.lock().expect("template cache lock").get(tenant).cloned();
-        let all = match cached {
-            Some((at, rows)) if at.elapsed() < TEMPLATE_TTL => rows,
+        match cached {
+            Some((at, rows)) if at.elapsed() < TEMPLATE_TTL => Ok(rows),
             _ => {
                 let rows = Arc::new(db.all_templates(tenant).await?);
                 self.tenants
                     .lock()
                     .expect("template cache lock")
                     .insert(tenant.to_owned(), (Instant::now(), rows.clone()));
-                rows
+                Ok(rows)
             }
-        };
-        Ok(all.iter().filter(|t| t.kind == event_type).cloned().collect())
+        }
     }
 
     /// Forgets a tenant's templates (after a write on this node).

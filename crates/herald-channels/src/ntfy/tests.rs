@@ -121,9 +121,9 @@ fn severities_map_to_priorities_and_emoji() {
     assert_eq!(all.map(priority_of), [3, 2, 4, 4, 5]);
     assert_eq!(all.map(tag_of), ["information_source", "white_check_mark", "warning", "x", "rotating_light"]);
     let long = "é".repeat(3000);
-    let cut = cut_bytes(&long, MAX_MESSAGE_BYTES);
+    let cut = crate::render::cut_bytes_marked(&long, MAX_MESSAGE_BYTES);
     assert!(cut.len() <= MAX_MESSAGE_BYTES && cut.ends_with('…'));
-    assert_eq!(cut_bytes("short", 10), "short");
+    assert_eq!(crate::render::cut_bytes_marked("short", 10), "short");
 }
 
 async fn outcome_of(answer: Answer) -> Outcome {

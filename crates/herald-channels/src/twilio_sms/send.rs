@@ -134,7 +134,7 @@ fn summarise(numbers: &[&str], steps: Vec<Step>) -> Outcome {
         if !not_tried.is_empty() {
             detail.push_str(&format!("; not tried: {}", not_tried.join(", ")));
         }
-        return Outcome::Delivered { status_code, detail: Some(cut_bytes(&detail, MAX_DETAIL)) };
+        return Outcome::Delivered { status_code, detail: Some(crate::render::cut_bytes_marked(&detail, MAX_DETAIL)) };
     }
     let (status_code, detail) = first_refusal.unwrap_or((None, None));
     let mut error =
@@ -143,18 +143,6 @@ fn summarise(numbers: &[&str], steps: Vec<Step>) -> Outcome {
         error.push_str(&format!("; not tried: {}", not_tried.join(", ")));
     }
     Outcome::Failed { status_code, error: cut(&error, MAX_ERROR), detail }
-}
-
-/// At most `max` bytes, cut on a character boundary with "…".
-fn cut_bytes(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max - '…'.len_utf8();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]

@@ -164,7 +164,7 @@ pub(super) async fn preview(
         }
         None => {
             let variants = state.db.template_variants(tenant, &input.kind, &input.channel).await?;
-            match choose(&variants, &input.channel, chosen_locale.as_deref()) {
+            match choose(&variants, &input.kind, &input.channel, chosen_locale.as_deref()) {
                 Some(row) => (Some(set_of(row)), Source::Stored, Some(row.locale.clone()), ""),
                 None => (None, Source::Default, None, ""),
             }

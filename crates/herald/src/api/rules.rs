@@ -85,16 +85,13 @@ struct RulePatch {
     condition: Option<Option<String>>,
     integration_ids: Option<Vec<String>>,
     /// `null` removes the audience.
-    #[serde(default, deserialize_with = "double_option_audience")]
+    #[serde(default, deserialize_with = "double_option")]
     audience: Option<Option<Audience>>,
 }
 
-fn double_option_audience<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Audience>>, D::Error> {
-    Option::<Audience>::deserialize(d).map(Some)
-}
-
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+/// `Some(None)` for an explicit `null` (remove), `None` when absent (keep).
+fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 fn yes() -> bool {

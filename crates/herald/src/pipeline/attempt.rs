@@ -202,11 +202,14 @@ pub async fn content_for(
     severity: Severity,
     recipient: Option<&RecipientRow>,
 ) -> Result<Content, Outcome> {
-    let variants = state.templates.of_type(&state.db, &job.tenant_id, &job.event_type).await.map_err(|e| {
-        Outcome::Retry { status_code: None, after: None, error: format!("could not load templates: {e}"), detail: None }
+    let templates = state.templates.of_tenant(&state.db, &job.tenant_id).await.map_err(|e| Outcome::Retry {
+        status_code: None,
+        after: None,
+        error: format!("could not load templates: {e}"),
+        detail: None,
     })?;
-    let template =
-        render::choose(&variants, &job.channel, recipient.and_then(|r| r.locale.as_deref())).map(render::set_of);
+    let locale = recipient.and_then(|r| r.locale.as_deref());
+    let template = render::choose(&templates, &job.event_type, &job.channel, locale).map(render::set_of);
     let subject = Subject {
         tenant_id: &job.tenant_id,
         event_id: &job.event_id,

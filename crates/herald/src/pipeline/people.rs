@@ -275,9 +275,8 @@ fn inbox_item(
         created_at: event.created_at,
         recipient: row,
     };
-    let variants: Vec<TemplateRow> =
-        people.inbox_templates.iter().filter(|t| t.kind == event.event_type).cloned().collect();
-    let template = render::choose(&variants, "in_app", row.and_then(|r| r.locale.as_deref())).map(render::set_of);
+    let locale = row.and_then(|r| r.locale.as_deref());
+    let template = render::choose(&people.inbox_templates, &event.event_type, "in_app", locale).map(render::set_of);
     let content = render::render_or_default(template.as_ref(), "in_app", &subject, public_url);
     new_item(event_fields(event, data), recipient, delivery, content)
 }

@@ -73,7 +73,7 @@ impl Router {
         }
         for event in events {
             let Some(config) = configs.get(&event.tenant_id) else { continue };
-            let may_reach_people = !event.recipients.is_empty() || config.people.wants(event, &[]);
+            let may_reach_people = config.people.wants(event, &[]);
             if config.rules.is_empty() && !may_reach_people {
                 continue;
             }

@@ -26,8 +26,13 @@ use crate::{
 
 /// How many connections are opened (and tokens minted) at once.
 const CONNECT_CONCURRENCY: usize = 64;
+/// Opened and closed before the memory readings.
+const WARM_UP_CONNECTIONS: usize = 4 * CONNECT_CONCURRENCY;
 /// Settle time before the idle memory reading.
 const SETTLE: Duration = Duration::from_secs(2);
+/// The connections are opened in this many steps, the memory read after each.
+const STEPS: usize = 10;
+const STEP_SETTLE: Duration = Duration::from_millis(500);
 
 /// What the live phase is asked to do.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -43,24 +48,35 @@ pub struct LiveResult {
     pub connections: usize,
     /// Time to mint every token and open every connection.
     pub connect_s: f64,
-    /// With every token minted and the inbox path warmed (`GET /v1/inbox`
-    /// at the same concurrency) but no connection, and with every
+    /// With every token minted and the WebSocket path warmed (256
+    /// connections opened and closed) but no connection, and with every
     /// connection open and idle.
     pub memory_before: Memory,
     pub memory_connected: Memory,
     /// (connected − before) / connections: the first burst of connections.
     pub bytes_per_idle_connection: u64,
+    /// The same from the anonymous memory alone (`RssAnon`): without the
+    /// code pages the first connections touch once.
+    pub anon_bytes_per_idle_connection: u64,
     /// With the first half of the connections open.
     pub memory_half: Memory,
+    /// After each tenth of the connections was opened.
+    pub memory_steps: Vec<MemoryStep>,
     /// (connected − half) / second half: what one more connection costs.
     pub marginal_bytes_per_connection: u64,
+    pub anon_marginal_bytes_per_connection: u64,
     /// After closing every connection, and with all of them open again.
     pub memory_closed: Memory,
     pub memory_reopened: Memory,
-    /// (reopened − closed) / connections. Not a cost (the allocator keeps
-    /// and reuses the closed connections' pages) but a churn check: near 0
-    /// means 10,000 reconnections leaked nothing.
+    /// (reopened − closed) / connections: how much of the closed
+    /// connections' memory the allocator kept and reused.
     pub bytes_per_reopened_connection: u64,
+    /// With every connection closed and opened a second time.
+    pub memory_reopened_again: Memory,
+    /// (reopened again − reopened) / connections: the leak check. Near 0
+    /// (either sign, within the allocator's noise) when a connection leaves
+    /// nothing behind.
+    pub leaked_bytes_per_reconnection: i64,
     pub events: u64,
     pub rate_per_s: u64,
     /// Events the server accepted.
@@ -76,6 +92,12 @@ pub struct LiveResult {
     /// Notifications that arrived before their `202` was read.
     pub before_answer: u64,
     pub loaded: Usage,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct MemoryStep {
+    pub connections: usize,
+    pub memory: Memory,
 }
 
 /// Per event: when it was posted, when its `202` arrived, and when its
@@ -117,26 +139,6 @@ pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
         .collect()
         .await;
     let tokens: Vec<String> = tokens.into_iter().collect::<Result<_>>().context("minting recipient tokens")?;
-    // And the inbox's own path once at the connections' concurrency: a
-    // WebSocket's first message is the unread count, a database read, and
-    // the pool behind it (connections, their threads and statement caches)
-    // is set up once per server, not per connection.
-    let warmed: Vec<Result<()>> = stream::iter(tokens.iter().take(4 * CONNECT_CONCURRENCY).cloned())
-        .map(|recipient_token| {
-            let (http, base) = (http.clone(), base.clone());
-            async move {
-                let answer = http.get(format!("{base}/v1/inbox")).bearer_auth(recipient_token).send().await?;
-                anyhow::ensure!(answer.status().is_success(), "GET /v1/inbox answered {}", answer.status());
-                Ok(())
-            }
-        })
-        .buffer_unordered(CONNECT_CONCURRENCY)
-        .collect()
-        .await;
-    warmed.into_iter().collect::<Result<Vec<()>>>().context("warming the inbox path")?;
-    tokio::time::sleep(SETTLE).await;
-    let memory_before = procfs::memory(pid).context("reading herald's memory")?;
-
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let open = |tokens: Vec<String>| {
         let (base, clock, errors) = (base.clone(), clock.clone(), errors.clone());
@@ -152,13 +154,33 @@ pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
             opened.into_iter().collect::<Result<Vec<_>>>().context("opening the WebSocket clients")
         }
     };
-    // In two halves: the second half's growth is the cost of one more
-    // connection, apart from what the first connections set up once.
-    let half = plan.connections / 2;
-    let mut first = open(tokens[..half].to_vec()).await?;
+    // And the WebSocket path itself, at the connections' concurrency, with
+    // connections opened and closed again: what a server sets up once for
+    // handling any (the database pool's connections and statement caches,
+    // the allocator's pages for every size a handshake allocates on every
+    // thread) is not the cost of one more idle connection. The few reopened
+    // later may reuse the warm-up's memory: 256 connections' worth, 2–3 %
+    // of 10,000.
+    let warm_up: Vec<String> = tokens.iter().take(WARM_UP_CONNECTIONS).cloned().collect();
+    for task in open(warm_up).await.context("warming the WebSocket path")? {
+        task.abort();
+    }
     tokio::time::sleep(SETTLE).await;
-    let memory_half = procfs::memory(pid).context("reading herald's memory")?;
-    first.extend(open(tokens[half..].to_vec()).await?);
+    let memory_before = procfs::memory(pid).context("reading herald's memory")?;
+
+    // In tenths, reading the memory after each: the curve separates what
+    // the first connections set up once from what one more connection costs
+    // (the growth over the second half).
+    let mut first = Vec::with_capacity(plan.connections);
+    let mut steps = Vec::with_capacity(STEPS);
+    for step in 1..=STEPS {
+        let (from, to) = ((step - 1) * plan.connections / STEPS, step * plan.connections / STEPS);
+        first.extend(open(tokens[from..to].to_vec()).await?);
+        tokio::time::sleep(STEP_SETTLE).await;
+        steps.push(MemoryStep { connections: to, memory: procfs::memory(pid).context("reading herald's memory")? });
+    }
+    let memory_half = steps[STEPS / 2 - 1].memory;
+    let half = steps[STEPS / 2 - 1].connections;
     let connect_s = connect_started.elapsed().as_secs_f64();
     tokio::time::sleep(SETTLE).await;
     let memory_connected = procfs::memory(pid).context("reading herald's memory")?;
@@ -179,16 +201,24 @@ pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
         bail!("a WebSocket client failed: {error}");
     }
 
-    // After the timed part: close every connection, open them all again, and
-    // read the memory once more (a reconnect storm must not leak).
+    // After the timed part: close every connection and open them all again,
+    // twice (a reconnect storm must not leak: the second round must not
+    // need more memory than the first).
     for task in &first {
         task.abort();
     }
     tokio::time::sleep(SETTLE).await;
     let memory_closed = procfs::memory(pid).context("reading herald's memory")?;
-    let _second = open(tokens).await?;
+    let second = open(tokens.clone()).await?;
     tokio::time::sleep(SETTLE).await;
     let memory_reopened = procfs::memory(pid).context("reading herald's memory")?;
+    for task in &second {
+        task.abort();
+    }
+    tokio::time::sleep(SETTLE).await;
+    let _third = open(tokens).await?;
+    tokio::time::sleep(SETTLE).await;
+    let memory_reopened_again = procfs::memory(pid).context("reading herald's memory")?;
     herald.ensure_running()?;
 
     let mut whole = Vec::with_capacity(received as usize);
@@ -208,20 +238,28 @@ pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
         whole.push(us(got.saturating_sub(posted)));
         after.push(us(got.saturating_sub(accepted)));
     }
-    let growth_kib = memory_connected.rss_kib.saturating_sub(memory_before.rss_kib);
+    let per = |from: u64, to: u64, connections: usize| to.saturating_sub(from) * 1024 / connections.max(1) as u64;
     Ok(LiveResult {
         connections: plan.connections,
         connect_s,
         memory_before,
         memory_connected,
-        bytes_per_idle_connection: growth_kib * 1024 / plan.connections.max(1) as u64,
+        bytes_per_idle_connection: per(memory_before.rss_kib, memory_connected.rss_kib, plan.connections),
+        anon_bytes_per_idle_connection: per(memory_before.anon_kib, memory_connected.anon_kib, plan.connections),
         memory_half,
-        marginal_bytes_per_connection: memory_connected.rss_kib.saturating_sub(memory_half.rss_kib) * 1024
-            / (plan.connections - half).max(1) as u64,
+        memory_steps: steps,
+        marginal_bytes_per_connection: per(memory_half.rss_kib, memory_connected.rss_kib, plan.connections - half),
+        anon_marginal_bytes_per_connection: per(
+            memory_half.anon_kib,
+            memory_connected.anon_kib,
+            plan.connections - half,
+        ),
         memory_closed,
         memory_reopened,
-        bytes_per_reopened_connection: memory_reopened.rss_kib.saturating_sub(memory_closed.rss_kib) * 1024
-            / plan.connections.max(1) as u64,
+        bytes_per_reopened_connection: per(memory_closed.rss_kib, memory_reopened.rss_kib, plan.connections),
+        memory_reopened_again,
+        leaked_bytes_per_reconnection: (memory_reopened_again.rss_kib as i64 - memory_reopened.rss_kib as i64) * 1024
+            / plan.connections.max(1) as i64,
         events: plan.events,
         rate_per_s: plan.rate_per_s,
         accepted,

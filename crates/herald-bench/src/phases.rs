@@ -133,11 +133,13 @@ pub async fn run_backend(
         eprintln!(
             "  live inbox: {}",
             report::phase_line(&result, |r| format!(
-                "{} WebSocket clients, {} B per idle connection (second half {} B each; {} B more after reconnecting all); {}/{} notifications, p50 {:.1} ms, p99 {:.1} ms at {}/s",
+                "{} WebSocket clients, {} B per idle connection, {} B anonymous (second half {} B / {} B anonymous each; {} B per connection more on a second reconnect of all); {}/{} notifications, p50 {:.1} ms, p99 {:.1} ms at {}/s",
                 r.connections,
                 r.bytes_per_idle_connection,
+                r.anon_bytes_per_idle_connection,
                 r.marginal_bytes_per_connection,
-                r.bytes_per_reopened_connection,
+                r.anon_marginal_bytes_per_connection,
+                r.leaked_bytes_per_reconnection,
                 r.received,
                 r.accepted,
                 f64::from(r.latency.p50_us) / 1000.0,

@@ -16,6 +16,10 @@ const TICKS_PER_SECOND: f64 = 100.0;
 pub struct Memory {
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// The anonymous part of `rss_kib` (`RssAnon`): the heap and stacks,
+    /// without the binary's code pages and mapped files (SQLite's WAL
+    /// index), which grow once as code and data are first touched.
+    pub anon_kib: u64,
 }
 
 /// Average CPU use over a phase, in percent of one core.
@@ -31,6 +35,15 @@ pub struct CpuUse {
     pub steal_pct: f64,
 }
 
+impl Memory {
+    /// Keeps the larger of each figure.
+    fn raise(&mut self, now: Memory) {
+        self.rss_kib = self.rss_kib.max(now.rss_kib);
+        self.hwm_kib = self.hwm_kib.max(now.hwm_kib);
+        self.anon_kib = self.anon_kib.max(now.anon_kib);
+    }
+}
+
 /// Reads `VmRSS` and `VmHWM` of `pid`; `None` when the process is gone.
 pub fn memory(pid: u32) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -44,7 +57,7 @@ fn parse_status(status: &str) -> Option<Memory> {
             .find_map(|line| line.strip_prefix(name))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
     };
-    Some(Memory { rss_kib: field("VmRSS:")?, hwm_kib: field("VmHWM:")? })
+    Some(Memory { rss_kib: field("VmRSS:")?, hwm_kib: field("VmHWM:")?, anon_kib: field("RssAnon:")? })
 }
 
 /// User + system CPU ticks of a process (all its threads).
@@ -157,8 +170,7 @@ impl Sampler {
                     _ = tokio::time::sleep(SAMPLE_EVERY) => {}
                 }
                 if let Some(now) = memory(pid) {
-                    peak.rss_kib = peak.rss_kib.max(now.rss_kib);
-                    peak.hwm_kib = peak.hwm_kib.max(now.hwm_kib);
+                    peak.raise(now);
                 }
             }
             peak
@@ -173,8 +185,7 @@ impl Sampler {
         let _ = self.stop.send(true);
         let mut peak = self.task.await.unwrap_or_default();
         if let Some(now) = memory(self.pid) {
-            peak.rss_kib = peak.rss_kib.max(now.rss_kib);
-            peak.hwm_kib = peak.hwm_kib.max(now.hwm_kib);
+            peak.raise(now);
         }
         Usage { memory: peak, cpu }
     }
@@ -186,10 +197,10 @@ mod tests {
 
     #[test]
     fn parses_proc_status() {
-        let status = "Name:\therald\nVmPeak:\t  100 kB\nVmHWM:\t    2048 kB\nVmRSS:\t    1024 kB\n";
-        let memory = parse_status(status).expect("both fields are present");
-        assert_eq!(memory.rss_kib, 1024);
-        assert_eq!(memory.hwm_kib, 2048);
+        let status =
+            "Name:\therald\nVmPeak:\t  100 kB\nVmHWM:\t    2048 kB\nVmRSS:\t    1024 kB\nRssAnon:\t     700 kB\n";
+        let memory = parse_status(status).expect("every field is present");
+        assert_eq!((memory.rss_kib, memory.hwm_kib, memory.anon_kib), (1024, 2048, 700));
     }
 
     #[test]
@@ -208,7 +219,7 @@ mod tests {
     #[test]
     fn reads_this_process() {
         let memory = memory(std::process::id()).expect("/proc/self is readable");
-        assert!(memory.rss_kib > 0 && memory.hwm_kib >= memory.rss_kib);
+        assert!(memory.rss_kib > 0 && memory.hwm_kib >= memory.rss_kib && memory.anon_kib <= memory.rss_kib);
         assert!(process_ticks("self").is_some());
         assert!(machine_ticks().is_some());
     }

@@ -130,20 +130,18 @@ fn live_section(r: &LiveResult) -> String {
     let ms = |us: u32| f64::from(us) / 1000.0;
     format!(
         "Live inbox: {} idle WebSocket clients (one recipient each) opened in {:.1} s; Herald's RSS went from \
-         {:.1} MiB to {:.1} MiB, **{} bytes per idle connection** on average; the second half of them cost **{} bytes each**. All closed and opened again: {:.1} MiB to {:.1} MiB, \
-         {} bytes per connection (the closed ones' memory is reused: a leak check, not a cost). Then {} events at {}/s, each to the next \
+         {:.1} MiB to {:.1} MiB, **{} bytes per idle connection** on average; the second half of them cost **{} bytes each**. Then {} events at {}/s, each to the next \
          client: {} of {} notifications received; from posting the event to the message (its durable commit \
          included): p50 {:.1} ms, p90 {:.1} ms, **p99 {:.1} ms**, max {:.1} ms. From the `202` to the message: \
-         p50 {:.1} ms, p99 {:.1} ms ({} messages arrived before their `202` was read).\n\n",
+         p50 {:.1} ms, p99 {:.1} ms ({} messages arrived before their `202` was read). Afterwards all closed \
+         ({:.1} MiB) and opened again ({:.1} MiB), twice ({:.1} MiB): {} bytes per connection between the two \
+         rounds (the leak check: near 0 when a connection leaves nothing behind).\n\n",
         thousands(r.connections as u64),
         r.connect_s,
         r.memory_before.rss_kib as f64 / 1024.0,
         r.memory_connected.rss_kib as f64 / 1024.0,
         thousands(r.bytes_per_idle_connection),
         thousands(r.marginal_bytes_per_connection),
-        r.memory_closed.rss_kib as f64 / 1024.0,
-        r.memory_reopened.rss_kib as f64 / 1024.0,
-        thousands(r.bytes_per_reopened_connection),
         thousands(r.events),
         thousands(r.rate_per_s),
         thousands(r.received),
@@ -155,6 +153,10 @@ fn live_section(r: &LiveResult) -> String {
         ms(r.after_answer.p50_us),
         ms(r.after_answer.p99_us),
         r.before_answer,
+        r.memory_closed.rss_kib as f64 / 1024.0,
+        r.memory_reopened.rss_kib as f64 / 1024.0,
+        r.memory_reopened_again.rss_kib as f64 / 1024.0,
+        r.leaked_bytes_per_reconnection,
     )
 }
 

@@ -250,7 +250,8 @@ impl Live {
             };
             map.entry(key.clone())
                 .or_insert_with(|| Recipient {
-                    conns: Vec::new(),
+                    // Most people have one connection open: room for one.
+                    conns: Vec::with_capacity(1),
                     generation: self.0.generation.fetch_add(1, Ordering::Relaxed),
                     refreshing: false,
                     dirty: false,

@@ -21,6 +21,7 @@ use tracing_subscriber::EnvFilter;
 
 // Requests allocate on tokio threads and free on SQLite worker threads (and
 // back); glibc's allocator spends a tenth of ingest CPU consolidating that.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

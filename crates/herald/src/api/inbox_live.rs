@@ -35,7 +35,7 @@ use tokio_tungstenite::tungstenite::{
     protocol::{CloseFrame, WebSocketConfig, frame::coding::CloseCode},
 };
 
-use super::websocket::{Socket, Upgrade};
+use super::websocket::{Pending, Socket, Upgrade};
 use crate::{
     error::{ApiError, ApiResult},
     extract::ApiQuery,
@@ -51,11 +51,14 @@ const CATCH_UP_MAX: i64 = 500;
 const DEDUPE_FOR: Duration = Duration::from_secs(5);
 /// SSE comment lines keep proxies from closing an idle stream.
 const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// WebSocket read buffer: clients send pings and close frames only (a
-/// bigger frame grows it, up to [`MAX_CLIENT_MESSAGE`]). tungstenite's
-/// default is 128 KiB per connection.
-const READ_BUFFER: usize = 128;
+/// WebSocket read buffer: none until the client sends a frame. Clients
+/// send pongs, pings and close frames only; tungstenite reserves room for
+/// a frame header, then for each frame as it comes (up to
+/// [`MAX_CLIENT_MESSAGE`]). Its default is 128 KiB per connection.
+const READ_BUFFER: usize = 0;
 const MAX_CLIENT_MESSAGE: usize = 4096;
+/// How long the answer to a client's close frame may take to go out.
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
 /// Past this, a client that does not read is dropped rather than buffered.
 const MAX_WRITE_BUFFER: usize = 64 * 1024;
 
@@ -151,6 +154,10 @@ impl Feed {
         Ok(())
     }
 
+    fn has_next(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// The next thing to send, if one is ready.
     fn pop(&mut self) -> Option<Out> {
         let out = self.out.pop_front();
@@ -163,22 +170,15 @@ impl Feed {
         out
     }
 
-    /// Takes in what the hub pushed; `false` ends the connection (shutdown,
-    /// or the database failed while catching up: the client reconnects).
-    /// The catch-up of a lagged connection is boxed: its query's state is
-    /// allocated while it runs, not reserved in every idle connection's task.
-    async fn absorb(&mut self, batch: Batch) -> bool {
+    /// Takes in what the hub pushed. Synchronous, so the batch is never
+    /// held across an await; a lagged connection then catches up
+    /// ([`Feed::recover`]): after the newest count, as when it connected.
+    fn absorb(&mut self, batch: Batch) -> Absorbed {
         if batch.closed {
-            return false;
+            return Absorbed::Closed;
         }
         if self.recent.as_ref().is_some_and(|r| Instant::now() > r.until) {
             self.recent = None;
-        }
-        if batch.lagged
-            && let Err(e) = Box::pin(self.catch_up(&self.last_id.clone())).await
-        {
-            tracing::warn!(error = %e, "a lagged live connection could not catch up; closing it");
-            return false;
         }
         for note in batch.notes {
             if !Recent::has(self.recent.as_deref(), &note.id) {
@@ -191,7 +191,20 @@ impl Feed {
         if batch.ping {
             self.out.push_back(Out::Ping);
         }
-        true
+        if batch.lagged { Absorbed::Lagged } else { Absorbed::Open }
+    }
+
+    /// A lagged connection's catch-up from the database; `false` ends the
+    /// connection (the client reconnects). Boxed by its callers: its query
+    /// is allocated while it runs, not reserved in every idle task.
+    async fn recover(&mut self) -> bool {
+        match self.catch_up(&self.last_id.clone()).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "a lagged live connection could not catch up; closing it");
+                false
+            }
+        }
     }
 
     /// The next thing to send, waiting for it; `None` ends the connection.
@@ -201,11 +214,22 @@ impl Feed {
                 return Some(out);
             }
             let batch = self.sub.recv().await;
-            if !Box::pin(self.absorb(batch)).await {
-                return None;
+            match self.absorb(batch) {
+                Absorbed::Open => {}
+                Absorbed::Lagged if Box::pin(self.recover()).await => {}
+                Absorbed::Lagged | Absorbed::Closed => return None,
             }
         }
     }
+}
+
+/// What a batch from the hub means for the connection.
+enum Absorbed {
+    Open,
+    /// Notifications were dropped: catch up from the database.
+    Lagged,
+    /// The node is shutting down.
+    Closed,
 }
 
 fn sent(kind: &'static str) {
@@ -220,7 +244,7 @@ async fn websocket(
 ) -> ApiResult<Response> {
     let since = item_id("since", q.since.as_deref().unwrap_or_default())?;
     let feed = Feed::open(&state, me, since, true).await?;
-    Ok(upgrade.on_upgrade(socket_config, move |socket| run_websocket(socket, feed)))
+    Ok(upgrade.on_upgrade(move |pending| run_websocket(pending, feed)))
 }
 
 fn socket_config() -> WebSocketConfig {
@@ -232,17 +256,28 @@ fn socket_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_CLIENT_MESSAGE))
 }
 
-/// Not an `async fn`: that would keep its arguments twice in the task (as
-/// arguments and as locals), and the socket is over 300 bytes.
+/// The connection's task. Not an `async fn`: that would keep its
+/// arguments twice (as arguments and as locals). The socket (over 300
+/// bytes) is the bulk of the task, so nothing else of size is kept across
+/// an await: messages are handed to the socket between polls rather than
+/// held by a `send` future, and the catch-up is boxed. Task sizes are
+/// steps of 128 bytes; `the_connection_task_stays_small` pins this one.
 #[allow(clippy::manual_async_fn)]
-fn run_websocket(mut socket: Socket, mut feed: Box<Feed>) -> impl Future<Output = ()> + Send {
+fn run_websocket(pending: Pending, mut feed: Box<Feed>) -> impl Future<Output = ()> + Send {
     async move {
+        let Some(mut socket) = pending.socket(socket_config()).await else { return };
         // Anything heard from the client since the last ping (browsers
         // answer pings with pongs); silence for a whole interval closes.
         let mut heard = true;
         loop {
-            // Send what is due; meanwhile the client's frames wait in the socket.
-            while let Some(out) = feed.pop() {
+            // Send what is due, room first and then the message, so no
+            // message is held across an await; meanwhile the client's
+            // frames wait in the socket.
+            while feed.has_next() {
+                if poll_fn(|cx| socket.poll_ready_unpin(cx)).await.is_err() {
+                    return;
+                }
+                let Some(out) = feed.pop() else { break };
                 let message = match out {
                     Out::Note(note) => {
                         sent("notification");
@@ -258,25 +293,67 @@ fn run_websocket(mut socket: Socket, mut feed: Box<Feed>) -> impl Future<Output 
                     }
                     Out::Ping => return,
                 };
-                if socket.send(message).await.is_err() {
+                if socket.start_send_unpin(message).is_err() {
                     return;
                 }
+            }
+            if poll_fn(|cx| socket.poll_flush_unpin(cx)).await.is_err() {
+                return;
             }
             // Both are cancel-safe: whichever loses loses nothing. The
             // client's frame is looked at in place (only whether it is a
             // close), so the task keeps no room for a message or an error.
-            let client =
-                poll_fn(|cx| socket.poll_next_unpin(cx).map(|m| matches!(m, Some(Ok(ref m)) if !m.is_close())));
-            tokio::select! {
-                batch = feed.sub.recv() => if !Box::pin(feed.absorb(batch)).await {
-                    let away = CloseFrame { code: CloseCode::Away, reason: "the server is shutting down".into() };
-                    let _ = socket.send(Message::Close(Some(away))).await;
+            let client = poll_fn(|cx| {
+                socket.poll_next_unpin(cx).map(|m| match m {
+                    Some(Ok(m)) if m.is_close() => Heard::Close,
+                    Some(Ok(_)) => Heard::Frame,
+                    Some(Err(_)) | None => Heard::Gone,
+                })
+            });
+            // The awaits come after the `select!`: what it returned is
+            // not kept while they wait.
+            let step = tokio::select! {
+                batch = feed.sub.recv() => Step::Feed(feed.absorb(batch)),
+                frame = client => Step::Client(frame),
+            };
+            match step {
+                Step::Feed(Absorbed::Open) => {}
+                Step::Feed(Absorbed::Lagged) if Box::pin(feed.recover()).await => {}
+                Step::Feed(Absorbed::Lagged) | Step::Client(Heard::Gone) => return,
+                Step::Feed(Absorbed::Closed) => {
+                    Box::pin(going_away(&mut socket)).await;
                     return;
-                },
-                open = client => if open { heard = true } else { return },
+                }
+                Step::Client(Heard::Frame) => heard = true,
+                // tungstenite has queued the answering close frame.
+                Step::Client(Heard::Close) => {
+                    let _ =
+                        Box::pin(tokio::time::timeout(CLOSE_WITHIN, poll_fn(|cx| socket.poll_flush_unpin(cx)))).await;
+                    return;
+                }
             }
         }
     }
+}
+
+/// What the client sent.
+enum Heard {
+    /// A ping, a pong, or a message (ignored).
+    Frame,
+    Close,
+    /// It went away, or broke the protocol or the size limit.
+    Gone,
+}
+
+enum Step {
+    Feed(Absorbed),
+    Client(Heard),
+}
+
+/// The close frame of a shutdown. Boxed by its caller: it runs once.
+async fn going_away(socket: &mut Socket) {
+    let away = CloseFrame { code: CloseCode::Away, reason: "the server is shutting down".into() };
+    let _ = tokio::time::timeout(CLOSE_WITHIN, socket.send(Message::Close(Some(away)))).await;
 }
 
 async fn stream(
@@ -311,4 +388,35 @@ async fn stream(
     });
     // `X-Accel-Buffering: no` keeps nginx from holding events back.
     Ok(([("x-accel-buffering", "no")], Sse::new(events).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE))))
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_store::Db;
+
+    use super::*;
+    use crate::live::Live;
+
+    /// An idle connection is mostly its task: tokio allocates a task in
+    /// steps of 128 bytes (the future plus about 104), so a future of at
+    /// most 408 bytes keeps it at 512. The socket alone is over 300.
+    #[tokio::test]
+    async fn the_connection_task_stays_small() {
+        let dir = std::env::temp_dir().join(format!("herald-ws-size-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::connect(&Db::sqlite_url_in(&dir)).await.unwrap();
+        let live = Live::new(db);
+        let feed = Box::new(Feed {
+            sub: live.subscribe("default", "ada", true),
+            out: VecDeque::new(),
+            last_id: String::new(),
+            recent: None,
+        });
+        let task = run_websocket(Pending::never(), feed);
+        let size = std::mem::size_of_val(&task);
+        eprintln!("connection task future: {size} bytes");
+        assert!(size <= 408, "a WebSocket connection's future grew to {size} bytes");
+        drop(task);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -11,6 +11,8 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, Version, header, request::Parts},
     response::Response,
 };
+use std::pin::Pin;
+
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::{
@@ -68,24 +70,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
 }
 
 impl Upgrade {
-    /// Answers `101 Switching Protocols` and, in a new task, runs `serve`
-    /// on the socket. `config` is a function (a zero-sized value) so the
-    /// task does not keep a copy of it.
-    pub fn on_upgrade<C, F, Fut>(self, config: C, serve: F) -> Response
+    /// Answers `101 Switching Protocols` and spawns `serve`, which gets the
+    /// socket from [`Pending::socket`]. The connection's task is `serve`'s
+    /// future alone: no wrapper around it keeps a second copy of the socket.
+    pub fn on_upgrade<F, Fut>(self, serve: F) -> Response
     where
-        C: FnOnce() -> WebSocketConfig + Send + 'static,
-        F: FnOnce(Socket) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send,
+        F: FnOnce(Pending) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
     {
         let Upgrade { key, on_upgrade } = self;
-        tokio::spawn(async move {
-            let upgraded = match on_upgrade.await {
-                Ok(upgraded) => upgraded,
-                Err(e) => return tracing::debug!(error = %e, "a WebSocket upgrade failed"),
-            };
-            let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config())).await;
-            serve(socket).await;
-        });
+        tokio::spawn(serve(Pending(on_upgrade)));
         let mut res = Response::new(Body::empty());
         *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = res.headers_mut();
@@ -94,6 +88,34 @@ impl Upgrade {
         let accept = derive_accept_key(key.as_bytes());
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a header value"));
         res
+    }
+}
+
+/// An answered upgrade whose connection is not handed over yet.
+pub struct Pending(OnUpgrade);
+
+impl Pending {
+    /// One whose connection never comes (for tests).
+    #[cfg(test)]
+    pub fn never() -> Self {
+        Pending(hyper::upgrade::on(axum::http::Request::new(())))
+    }
+
+    /// Waits for the connection once the `101` is sent; `None` when it
+    /// failed (the client went away). Boxed: what it holds while waiting
+    /// is freed once the socket is there, and does not widen the
+    /// connection's task for the connection's whole life.
+    pub fn socket(self, config: WebSocketConfig) -> Pin<Box<impl Future<Output = Option<Socket>> + Send>> {
+        Box::pin(async move {
+            let upgraded = match self.0.await {
+                Ok(upgraded) => upgraded,
+                Err(e) => {
+                    tracing::debug!(error = %e, "a WebSocket upgrade failed");
+                    return None;
+                }
+            };
+            Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await)
+        })
     }
 }
 

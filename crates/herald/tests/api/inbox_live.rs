@@ -6,7 +6,8 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use futures::StreamExt;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::{
@@ -262,6 +263,37 @@ async fn a_notification_reaches_a_client_on_another_node() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ws_next(&mut ws, LIVE_WITHIN).await, count(0));
     assert_eq!(sse.next(LIVE_WITHIN).await.1, count(0));
+}
+
+/// What a client sends: a ping is answered with its payload, a message of
+/// its own is ignored (the connection stays and still gets notifications),
+/// a message over the 4 KiB limit ends the connection, and a close is
+/// answered. The server keeps no read buffer until the client sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_frames_are_answered_ignored_or_refused() {
+    let (db, dir) = (TestDb::new(Backend::Sqlite).await, TempDir::new());
+    let app = App::spawn(Backend::Sqlite, &db, &dir).await;
+    let ada = token(&app, "ada").await;
+    let mut ws = ws_connect(&app, &format!("?token={ada}"), None).await.unwrap();
+    assert_eq!(ws_next(&mut ws, LIVE_WITHIN).await, count(0));
+
+    ws.send(Message::Ping(Bytes::from_static(b"are you there"))).await.unwrap();
+    let pong = tokio::time::timeout(LIVE_WITHIN, ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(pong, Message::Pong(Bytes::from_static(b"are you there")));
+    ws.send(Message::Text("chatter ".repeat(400).into())).await.unwrap();
+    notify(&app, "ada", "still here").await;
+    assert_eq!(ws_next(&mut ws, LIVE_WITHIN).await["data"]["title"], json!("still here"));
+    assert_eq!(ws_next(&mut ws, LIVE_WITHIN).await, count(1));
+
+    ws.send(Message::Binary(vec![7; 10_000].into())).await.unwrap();
+    let end = tokio::time::timeout(LIVE_WITHIN, ws.next()).await.expect("the connection ends");
+    assert!(matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))), "{end:?}");
+
+    let mut ws = ws_connect(&app, &format!("?token={ada}"), None).await.unwrap();
+    assert_eq!(ws_next(&mut ws, LIVE_WITHIN).await, count(1));
+    ws.close(None).await.unwrap();
+    let answer = tokio::time::timeout(LIVE_WITHIN, ws.next()).await.expect("the close is answered");
+    assert!(matches!(answer, None | Some(Ok(Message::Close(_)))), "{answer:?}");
 }
 
 /// Open live connections do not hold up a graceful shutdown: SSE streams

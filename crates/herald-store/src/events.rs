@@ -14,6 +14,9 @@ pub struct NewEvent {
     pub tenant_id: String,
     pub event_type: String,
     pub severity: String,
+    /// Whether the client gave the severity. When not, `severity` is
+    /// `info` until ingest applies the type's own severity, if it has one.
+    pub severity_given: bool,
     /// The event's `data`, as JSON text.
     pub data: String,
     pub idempotency_key: Option<String>,

@@ -43,6 +43,8 @@ pub struct Config {
     pub lease: Duration,
     pub delivery_concurrency: usize,
     pub shutdown_grace: Duration,
+    /// How often live-inbox WebSockets are pinged.
+    pub live_ping: Duration,
 }
 
 /// One row of the settings table: name, default, meaning.
@@ -62,6 +64,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("lease", "60s", "how long a claimed delivery stays with its worker; must exceed attempt_timeout"),
     ("delivery_concurrency", "256", "deliveries in flight at once per node"),
     ("shutdown_grace", "10s", "on SIGTERM, how long in-flight deliveries may finish before they are released"),
+    (
+        "live_ping",
+        "30s",
+        "how often live-inbox WebSockets are pinged (keeps proxies from closing them); a client silent for a whole interval is disconnected",
+    ),
 ];
 
 /// A setting whose value cannot be used.
@@ -173,6 +180,10 @@ impl Config {
             lease: duration("lease")?,
             delivery_concurrency: number("delivery_concurrency")?.max(1),
             shutdown_grace: duration("shutdown_grace")?,
+            live_ping: match duration("live_ping")? {
+                d if d < Duration::from_secs(1) => return Err(bad("live_ping", format!("{d:?} is under a second"))),
+                d => d,
+            },
         };
         // A lease that can run out while its attempt is still going lets a
         // second worker send the same delivery at the same time.
@@ -247,6 +258,8 @@ mod tests {
             ("outbound_allow_private", "maybe"),
             ("public_url", "herald.example.com"),
             ("public_url", "ftp://herald.example.com"),
+            ("live_ping", "0s"),
+            ("live_ping", "500ms"),
         ] {
             let mut v = defaults();
             v.insert(k.into(), val.into());

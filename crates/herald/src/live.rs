@@ -35,8 +35,6 @@ mod nodes;
 
 /// Notifications a connection may have waiting before it is marked lagged.
 const QUEUE_CAP: usize = 64;
-/// WebSocket connections are pinged this often (one timer for all of them).
-pub const PING_EVERY: Duration = Duration::from_secs(30);
 
 /// Cheap to clone.
 #[derive(Clone)]
@@ -237,7 +235,7 @@ impl Live {
     }
 
     /// Registers a connection of `recipient`. `pings`: a WebSocket, pinged
-    /// every [`PING_EVERY`].
+    /// at the hub's interval (see [`Live::spawn`]).
     pub fn subscribe(&self, tenant: &str, recipient: &str, pings: bool) -> Subscription {
         let conn = Arc::new(Conn { outbox: Mutex::default(), waker: AtomicWaker::new(), pings });
         let key = key(tenant, recipient);
@@ -307,14 +305,15 @@ impl Live {
         self.0.announce(Announcement::Changed { tenant: tenant.to_owned(), recipient: recipient.to_owned() });
     }
 
-    /// Starts the hub's tasks until `shutdown`: the WebSocket ping timer,
-    /// closing every connection at shutdown, and on PostgreSQL the
-    /// announcer and the listener for other nodes.
-    pub fn spawn(&self, shutdown: CancellationToken) {
+    /// Starts the hub's tasks until `shutdown`: the WebSocket ping timer
+    /// (every `ping_every`, one timer for all connections), closing every
+    /// connection at shutdown, and on PostgreSQL the announcer and the
+    /// listener for other nodes.
+    pub fn spawn(&self, shutdown: CancellationToken, ping_every: Duration) {
         let hub = self.0.clone();
         let token = shutdown.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
@@ -496,7 +495,7 @@ mod tests {
         live.0.ping_websockets();
         assert!(next(&ws).await.ping);
         let shutdown = CancellationToken::new();
-        live.spawn(shutdown.clone());
+        live.spawn(shutdown.clone(), Duration::from_secs(30));
         shutdown.cancel();
         let batch = next(&sse).await;
         assert!(batch.closed && !batch.ping, "SSE has its own keep-alive");

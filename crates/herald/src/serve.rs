@@ -100,7 +100,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     wake.spawn_listener(shutdown.clone());
-    state.live.spawn(shutdown.clone());
+    state.live.spawn(shutdown.clone(), state.config.live_ping);
     let worker_task = tokio::spawn(worker::run(state.clone()));
 
     let listener = tokio::net::TcpListener::bind(state.config.listen)

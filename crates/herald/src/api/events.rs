@@ -176,6 +176,7 @@ fn build_event(tenant: &str, mut input: EventIn, header_key: Option<&str>, prefi
         tenant_id: tenant.to_owned(),
         event_type: event_type.as_str().to_owned(),
         severity: severity.as_str().to_owned(),
+        severity_given: input.severity.is_some(),
         data,
         idempotency_key: key.map(str::to_owned),
         request_hash,

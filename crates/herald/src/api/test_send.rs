@@ -76,6 +76,7 @@ pub async fn test(
         tenant_id: caller.tenant.clone(),
         event_type: "herald.test".into(),
         severity: "info".into(),
+        severity_given: true,
         data: data.to_string(),
         idempotency_key: None,
         request_hash: String::new(),

@@ -84,9 +84,8 @@ async fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
     Some(jobs)
 }
 
-async fn write(db: &Db, wake: &Wake, live: &Live, router: &Router, jobs: Vec<Job>) {
-    let all: Vec<&NewEvent> = jobs.iter().flat_map(|j| j.events.iter()).collect();
-    match store_and_route(db, router, &all).await {
+async fn write(db: &Db, wake: &Wake, live: &Live, router: &Router, mut jobs: Vec<Job>) {
+    match store_and_route(db, router, &mut jobs).await {
         Ok((results, pending, inbox)) => {
             let created = results.iter().filter(|r| matches!(r, Inserted::Created(_))).count();
             metrics::counter!("herald_events_received_total").increment(created as u64);
@@ -103,7 +102,8 @@ async fn write(db: &Db, wake: &Wake, live: &Live, router: &Router, jobs: Vec<Job
             }
         }
         Err(e) => {
-            tracing::error!(error = ?e, events = all.len(), "storing events failed; nothing of this batch was committed");
+            let events: usize = jobs.iter().map(|j| j.events.len()).sum();
+            tracing::error!(error = ?e, events, "storing events failed; nothing of this batch was committed");
             let e = Arc::new(e);
             for job in jobs {
                 let _ = job.reply.send(Err(e.clone()));
@@ -112,19 +112,25 @@ async fn write(db: &Db, wake: &Wake, live: &Live, router: &Router, jobs: Vec<Job
     }
 }
 
-/// One transaction: the events, then the deliveries of those that are new
-/// and the inbox items of people reached in the inbox now. Returns the
-/// results, whether any delivery is pending, and the items written.
+/// One transaction: the events (those without a severity take their
+/// type's), then the deliveries of those that are new and the inbox items
+/// of people reached in the inbox now. Returns the results, whether any
+/// delivery is pending, and the items written.
 async fn store_and_route(
     db: &Db,
     router: &Router,
-    events: &[&NewEvent],
+    jobs: &mut [Job],
 ) -> anyhow::Result<(Vec<Inserted>, bool, Vec<InboxItemRow>)> {
     let mut tx = db.begin().await?;
-    let results = tx.insert_events(events).await?;
+    let configs = router.configs(&mut tx, jobs.iter().flat_map(|j| j.events.iter())).await?;
+    for event in jobs.iter_mut().flat_map(|j| j.events.iter_mut()) {
+        configs.apply_type_severity(event);
+    }
+    let events: Vec<&NewEvent> = jobs.iter().flat_map(|j| j.events.iter()).collect();
+    let results = tx.insert_events(&events).await?;
     let created: Vec<&NewEvent> =
         events.iter().zip(&results).filter(|(_, r)| matches!(r, Inserted::Created(_))).map(|(e, _)| *e).collect();
-    let routed = router.route(&mut tx, &created).await?;
+    let routed = router.route(&mut tx, &configs, &created).await?;
     tx.insert_deliveries(&routed.deliveries).await?;
     for item in &routed.inbox {
         tx.insert_inbox_item(item).await?;

@@ -35,6 +35,8 @@ const MAX_AUDIENCE: i64 = 100_000;
 #[derive(Default)]
 pub struct PeopleConfig {
     types: HashMap<String, TypeDefaults>,
+    /// The types that have a severity: events of theirs without one get it.
+    severities: HashMap<String, Severity>,
     /// `in_app` templates, for items written at ingest.
     inbox_templates: Vec<TemplateRow>,
     roles: HashMap<String, Preferences>,
@@ -45,9 +47,10 @@ pub struct PeopleConfig {
 
 impl PeopleConfig {
     pub async fn load(tx: &mut Tx, tenant: &str, targets: &[RoutingTarget]) -> anyhow::Result<Self> {
-        let types = tx
-            .all_notification_types(tenant)
-            .await?
+        let rows = tx.all_notification_types(tenant).await?;
+        let severities =
+            rows.iter().filter_map(|t| Some((t.kind.clone(), Severity::from_stored(t.severity.as_deref()?)))).collect();
+        let types = rows
             .into_iter()
             .map(|t| {
                 let channels = serde_json::from_str(&t.channels).unwrap_or_else(|_| vec!["in_app".to_owned()]);
@@ -65,10 +68,22 @@ impl PeopleConfig {
             }
         }
         let subscribed_types = tx.subscribed_types(tenant).await?.into_iter().collect();
-        Ok(Self { types, inbox_templates, roles, integrations: person_integrations(targets), subscribed_types })
+        Ok(Self {
+            types,
+            severities,
+            inbox_templates,
+            roles,
+            integrations: person_integrations(targets),
+            subscribed_types,
+        })
     }
 
     /// Whether routing `event` to people can find anyone.
+    /// The severity of `kind`, when its type defines one.
+    pub fn severity_of(&self, kind: &str) -> Option<Severity> {
+        self.severities.get(kind).copied()
+    }
+
     pub fn wants(&self, event: &NewEvent, audiences: &[(RuleId, Audience)]) -> bool {
         !event.recipients.is_empty() || !audiences.is_empty() || self.subscribed_types.contains(&event.event_type)
     }

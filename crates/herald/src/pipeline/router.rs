@@ -48,17 +48,19 @@ impl Router {
         Self { tenants: Mutex::default(), public_url, reaches_people }
     }
 
-    /// Plans the deliveries of `events` (those just created, not replays),
-    /// reading any changed tenant config inside `tx`, and the inbox items
-    /// of people reached in the inbox now.
-    pub async fn route(&self, tx: &mut Tx, events: &[&NewEvent]) -> anyhow::Result<Routed> {
-        let mut out = Routed::default();
-        if events.is_empty() {
-            return Ok(out);
-        }
-        let tenants: BTreeSet<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
-        let tenants: Vec<&str> = tenants.into_iter().collect();
+    /// The routing config of the tenants of `events`, read inside `tx`
+    /// (reloaded where it changed).
+    pub async fn configs<'a>(
+        &self,
+        tx: &mut Tx,
+        events: impl Iterator<Item = &'a NewEvent>,
+    ) -> anyhow::Result<Configs> {
+        let tenants: BTreeSet<&str> = events.map(|e| e.tenant_id.as_str()).collect();
         let mut configs = HashMap::new();
+        if tenants.is_empty() {
+            return Ok(Configs(configs));
+        }
+        let tenants: Vec<&str> = tenants.into_iter().collect();
         for (tenant, version) in tx.config_versions(&tenants).await? {
             let cached = self.tenants.lock().expect("routing cache lock").get(&tenant).cloned();
             let config = match cached {
@@ -71,6 +73,14 @@ impl Router {
             };
             configs.insert(tenant, config);
         }
+        Ok(Configs(configs))
+    }
+
+    /// Plans the deliveries of `events` (those just created, not replays)
+    /// and the inbox items of people reached in the inbox now.
+    pub async fn route(&self, tx: &mut Tx, configs: &Configs, events: &[&NewEvent]) -> anyhow::Result<Routed> {
+        let mut out = Routed::default();
+        let configs = &configs.0;
         for event in events {
             let Some(config) = configs.get(&event.tenant_id) else { continue };
             let may_reach_people = config.people.wants(event, &[]);
@@ -90,6 +100,22 @@ impl Router {
             }
         }
         Ok(out)
+    }
+}
+
+/// The routing config of a batch's tenants.
+pub struct Configs(HashMap<String, Arc<TenantRouting>>);
+
+impl Configs {
+    /// An event that gives no severity takes its type's, when the tenant
+    /// defined the type with one.
+    pub fn apply_type_severity(&self, event: &mut NewEvent) {
+        if event.severity_given {
+            return;
+        }
+        if let Some(severity) = self.0.get(&event.tenant_id).and_then(|c| c.people.severity_of(&event.event_type)) {
+            event.severity = severity.as_str().to_owned();
+        }
     }
 }
 

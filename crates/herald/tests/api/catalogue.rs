@@ -318,3 +318,37 @@ backend_test!(a_catalogue_is_imported_all_or_nothing, |backend: Backend| async m
         app.request(Method::POST, "/v1/config/import", key, Some(&json!({"notifications_config": {}}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 });
+
+backend_test!(a_types_severity_is_the_default_of_its_events, |backend: Backend| async move {
+    let (db, dir) = (TestDb::new(backend).await, TempDir::new());
+    let app = App::spawn(backend, &db, &dir).await;
+    let (status, t) =
+        put(&app, "/v1/notification-types/backup.failed", json!({"label": "Backup failed", "severity": "error"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    let (hook, _) = app.webhook("http://127.0.0.1:9/hook").await;
+    app.rule(&["backup.*"], Some("severity == 'error'"), &[&hook]).await;
+
+    // No severity given: the type's, for storage and for routing.
+    let defaulted = app.event("backup.failed", json!({"job": "nightly"})).await;
+    let (_, stored) = app.get(&format!("/v1/events/{defaulted}")).await;
+    assert_eq!(stored["severity"], "error", "{stored}");
+    assert_eq!(app.routed(&defaulted).await.len(), 1, "the rule on severity matched");
+
+    // Given: kept. A type without a severity: `info`.
+    let (status, body) =
+        app.post("/v1/events", json!({"type": "backup.failed", "severity": "warning", "data": {}})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let given = body["id"].as_str().unwrap();
+    let (_, stored) = app.get(&format!("/v1/events/{given}")).await;
+    assert_eq!(stored["severity"], "warning");
+    assert!(app.routed(given).await.is_empty());
+    let other = app.event("backup.done", json!({})).await;
+    let (_, stored) = app.get(&format!("/v1/events/{other}")).await;
+    assert_eq!(stored["severity"], "info");
+
+    // A changed type applies to the next event.
+    put(&app, "/v1/notification-types/backup.failed", json!({"label": "Backup failed", "severity": "critical"})).await;
+    let later = app.event("backup.failed", json!({})).await;
+    let (_, stored) = app.get(&format!("/v1/events/{later}")).await;
+    assert_eq!(stored["severity"], "critical");
+});

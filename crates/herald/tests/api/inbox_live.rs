@@ -296,6 +296,59 @@ async fn client_frames_are_answered_ignored_or_refused() {
     assert!(matches!(answer, None | Some(Ok(Message::Close(_)))), "{answer:?}");
 }
 
+/// Heartbeats: every WebSocket is pinged each `HERALD_LIVE_PING`; a client
+/// that answers stays, one that stays silent for a whole interval is
+/// disconnected (a vanished client does not hold memory forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_pinged_then_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (db, dir) = (TestDb::new(Backend::Sqlite).await, TempDir::new());
+    let app = App::spawn_with(Backend::Sqlite, &db, &dir, &[("HERALD_LIVE_PING", "1s")]).await;
+    let ada = token(&app, "ada").await;
+
+    // A client that reads (and so answers pings), on its own task.
+    let mut ws = ws_connect(&app, &format!("?token={ada}"), None).await.unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<Message>();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = ws.next().await {
+            let _ = seen_tx.send(message);
+        }
+    });
+
+    // One that never answers: the handshake by hand, then silence.
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let upgrade = format!(
+        "GET /v1/inbox/ws?token={ada} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    silent.write_all(upgrade.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut heard = Vec::new();
+    tokio::time::timeout(Duration::from_secs(8), silent.read_to_end(&mut heard))
+        .await
+        .expect("the server ends a silent connection")
+        .expect("a clean end");
+    assert!(heard.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&heard));
+    assert!(heard.windows(2).any(|w| w == [0x89, 0x00]), "a ping was sent before giving up");
+    assert!(started.elapsed() >= Duration::from_millis(900), "dropped after {:?}", started.elapsed());
+
+    // The answering client was pinged too, and is still there.
+    notify(&app, "ada", "awake").await;
+    let deadline = tokio::time::Instant::now() + LIVE_WITHIN;
+    let (mut pinged, mut woke) = (false, false);
+    while !woke {
+        match tokio::time::timeout_at(deadline, seen.recv()).await.expect("the notification arrives") {
+            Some(Message::Ping(_)) => pinged = true,
+            Some(Message::Text(text)) => woke |= text.contains("awake"),
+            Some(_) => {}
+            None => panic!("the answering client was disconnected"),
+        }
+    }
+    assert!(pinged, "the answering client was pinged");
+}
+
 /// Open live connections do not hold up a graceful shutdown: SSE streams
 /// end and WebSockets get a `1001 going away` close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

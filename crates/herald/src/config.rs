@@ -67,7 +67,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "live_ping",
         "30s",
-        "how often live-inbox WebSockets are pinged (keeps proxies from closing them); a client silent for a whole interval is disconnected",
+        "how often live-inbox WebSockets are pinged, 1s to 1h (keeps proxies from closing them); a client silent for a whole interval is disconnected",
     ),
 ];
 
@@ -181,7 +181,9 @@ impl Config {
             delivery_concurrency: number("delivery_concurrency")?.max(1),
             shutdown_grace: duration("shutdown_grace")?,
             live_ping: match duration("live_ping")? {
-                d if d < Duration::from_secs(1) => return Err(bad("live_ping", format!("{d:?} is under a second"))),
+                d if d < Duration::from_secs(1) || d > Duration::from_secs(3600) => {
+                    return Err(bad("live_ping", format!("{d:?} is not between 1 second and 1 hour")));
+                }
                 d => d,
             },
         };
@@ -260,6 +262,7 @@ mod tests {
             ("public_url", "ftp://herald.example.com"),
             ("live_ping", "0s"),
             ("live_ping", "500ms"),
+            ("live_ping", "2h"),
         ] {
             let mut v = defaults();
             v.insert(k.into(), val.into());

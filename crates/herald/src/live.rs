@@ -314,6 +314,9 @@ impl Live {
         let token = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+            // After a stall, one ping, not a burst (a second one at once
+            // would find the first unanswered and close the connection).
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
@@ -403,14 +406,15 @@ impl Hub {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use herald_core::id::{DeliveryId, EventId, NotificationId};
 
     use super::*;
 
-    async fn hub() -> (Live, Db, std::path::PathBuf) {
+    /// A hub on a fresh SQLite database, its database and its directory.
+    pub(crate) async fn hub() -> (Live, Db, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("herald-live-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = Db::connect(&Db::sqlite_url_in(&dir)).await.unwrap();
@@ -419,7 +423,7 @@ mod tests {
     }
 
     /// Writes an unread item for `recipient`, as routing does.
-    async fn item(db: &Db, recipient: &str) -> InboxItemRow {
+    pub(crate) async fn item(db: &Db, recipient: &str) -> InboxItemRow {
         let row = InboxItemRow {
             id: NotificationId::new().into_string(),
             tenant_id: "default".into(),

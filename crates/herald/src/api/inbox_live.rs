@@ -51,16 +51,19 @@ const CATCH_UP_MAX: i64 = 500;
 const DEDUPE_FOR: Duration = Duration::from_secs(5);
 /// SSE comment lines keep proxies from closing an idle stream.
 const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// WebSocket read buffer: none until the client sends a frame. Clients
-/// send pongs, pings and close frames only; tungstenite reserves room for
-/// a frame header, then for each frame as it comes (up to
-/// [`MAX_CLIENT_MESSAGE`]). Its default is 128 KiB per connection.
+/// WebSocket read buffer: none allocated up front. Clients send pongs,
+/// pings and close frames only; tungstenite reserves room for a frame
+/// header (14 bytes) when it first reads, then for each frame as it comes
+/// (up to [`MAX_CLIENT_MESSAGE`]), reading at most 14 bytes per call: a
+/// chatty client pays in reads, an idle one costs nothing. tungstenite's
+/// default is 128 KiB per connection.
 const READ_BUFFER: usize = 0;
 const MAX_CLIENT_MESSAGE: usize = 4096;
 /// How long the answer to a client's close frame may take to go out.
 const CLOSE_WITHIN: Duration = Duration::from_secs(5);
-/// Past this, a client that does not read is dropped rather than buffered.
-const MAX_WRITE_BUFFER: usize = 64 * 1024;
+/// How long the client may take to accept what is sent to it (the socket's
+/// buffers full) before it is dropped.
+const SEND_WITHIN: Duration = Duration::from_secs(60);
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/inbox/ws", get(websocket)).route("/v1/inbox/stream", get(stream))
@@ -172,7 +175,7 @@ impl Feed {
 
     /// Takes in what the hub pushed. Synchronous, so the batch is never
     /// held across an await; a lagged connection then catches up
-    /// ([`Feed::recover`]): after the newest count, as when it connected.
+    /// ([`Feed::recover`]). Called with nothing left to send.
     fn absorb(&mut self, batch: Batch) -> Absorbed {
         if batch.closed {
             return Absorbed::Closed;
@@ -195,16 +198,18 @@ impl Feed {
     }
 
     /// A lagged connection's catch-up from the database; `false` ends the
-    /// connection (the client reconnects). Boxed by its callers: its query
-    /// is allocated while it runs, not reserved in every idle task.
+    /// connection (the client reconnects). The count (and ping) the lagged
+    /// batch queued go after the caught-up notes, as a count follows its
+    /// notifications. Boxed by its callers: its query is allocated while it
+    /// runs, not reserved in every idle task.
     async fn recover(&mut self) -> bool {
-        match self.catch_up(&self.last_id.clone()).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "a lagged live connection could not catch up; closing it");
-                false
-            }
+        let after = std::mem::take(&mut self.out);
+        if let Err(e) = self.catch_up(&self.last_id.clone()).await {
+            tracing::warn!(error = %e, "a lagged live connection could not catch up; closing it");
+            return false;
         }
+        self.out.extend(after);
+        true
     }
 
     /// The next thing to send, waiting for it; `None` ends the connection.
@@ -251,7 +256,6 @@ fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(Some(MAX_CLIENT_MESSAGE))
         .max_frame_size(Some(MAX_CLIENT_MESSAGE))
 }
@@ -259,9 +263,9 @@ fn socket_config() -> WebSocketConfig {
 /// The connection's task. Not an `async fn`: that would keep its
 /// arguments twice (as arguments and as locals). The socket (over 300
 /// bytes) is the bulk of the task, so nothing else of size is kept across
-/// an await: messages are handed to the socket between polls rather than
-/// held by a `send` future, and the catch-up is boxed. Task sizes are
-/// steps of 128 bytes; `the_connection_task_stays_small` pins this one.
+/// an await: sending and the catch-up are boxed futures that exist while
+/// they run. Task sizes are steps of 128 bytes;
+/// `the_connection_task_stays_small` pins this one.
 #[allow(clippy::manual_async_fn)]
 fn run_websocket(pending: Pending, mut feed: Box<Feed>) -> impl Future<Output = ()> + Send {
     async move {
@@ -270,34 +274,8 @@ fn run_websocket(pending: Pending, mut feed: Box<Feed>) -> impl Future<Output = 
         // answer pings with pongs); silence for a whole interval closes.
         let mut heard = true;
         loop {
-            // Send what is due, room first and then the message, so no
-            // message is held across an await; meanwhile the client's
-            // frames wait in the socket.
-            while feed.has_next() {
-                if poll_fn(|cx| socket.poll_ready_unpin(cx)).await.is_err() {
-                    return;
-                }
-                let Some(out) = feed.pop() else { break };
-                let message = match out {
-                    Out::Note(note) => {
-                        sent("notification");
-                        Message::Text(note.message.clone())
-                    }
-                    Out::Count(count) => {
-                        sent("unread_count");
-                        Message::Text(count_message(count))
-                    }
-                    Out::Ping if heard => {
-                        heard = false;
-                        Message::Ping(Bytes::new())
-                    }
-                    Out::Ping => return,
-                };
-                if socket.start_send_unpin(message).is_err() {
-                    return;
-                }
-            }
-            if poll_fn(|cx| socket.poll_flush_unpin(cx)).await.is_err() {
+            // Meanwhile the client's frames wait in the socket.
+            if !Box::pin(send_due(&mut socket, &mut feed, &mut heard)).await {
                 return;
             }
             // Both are cancel-safe: whichever loses loses nothing. The
@@ -310,11 +288,13 @@ fn run_websocket(pending: Pending, mut feed: Box<Feed>) -> impl Future<Output = 
                     Some(Err(_)) | None => Heard::Gone,
                 })
             });
-            // The awaits come after the `select!`: what it returned is
-            // not kept while they wait.
+            // The client first: a pong that is there when the next ping is
+            // due counts as an answer. The awaits come after the `select!`:
+            // what it returned is not kept while they wait.
             let step = tokio::select! {
-                batch = feed.sub.recv() => Step::Feed(feed.absorb(batch)),
+                biased;
                 frame = client => Step::Client(frame),
+                batch = feed.sub.recv() => Step::Feed(feed.absorb(batch)),
             };
             match step {
                 Step::Feed(Absorbed::Open) => {}
@@ -334,6 +314,43 @@ fn run_websocket(pending: Pending, mut feed: Box<Feed>) -> impl Future<Output = 
             }
         }
     }
+}
+
+/// Sends what is due and flushes (tungstenite's answers to the client's
+/// pings and close go out with it), within [`SEND_WITHIN`]. `false` ends
+/// the connection: a write failed, a ping went unanswered for a whole
+/// interval, or the client took nothing for that long (a client that
+/// stops reading must not hold its connection forever, out of reach of
+/// the pings).
+async fn send_due(socket: &mut Socket, feed: &mut Feed, heard: &mut bool) -> bool {
+    let sending = async {
+        while feed.has_next() {
+            if poll_fn(|cx| socket.poll_ready_unpin(cx)).await.is_err() {
+                return false;
+            }
+            let Some(out) = feed.pop() else { break };
+            let message = match out {
+                Out::Note(note) => {
+                    sent("notification");
+                    Message::Text(note.message.clone())
+                }
+                Out::Count(count) => {
+                    sent("unread_count");
+                    Message::Text(count_message(count))
+                }
+                Out::Ping if *heard => {
+                    *heard = false;
+                    Message::Ping(Bytes::new())
+                }
+                Out::Ping => return false,
+            };
+            if socket.start_send_unpin(message).is_err() {
+                return false;
+            }
+        }
+        poll_fn(|cx| socket.poll_flush_unpin(cx)).await.is_ok()
+    };
+    tokio::time::timeout(SEND_WITHIN, sending).await.unwrap_or(false)
 }
 
 /// What the client sent.
@@ -392,31 +409,47 @@ async fn stream(
 
 #[cfg(test)]
 mod tests {
-    use herald_store::Db;
-
     use super::*;
-    use crate::live::Live;
+    use crate::live::tests::{hub, item};
+
+    fn feed(sub: Subscription, last_id: String) -> Box<Feed> {
+        Box::new(Feed { sub, out: VecDeque::new(), last_id, recent: None })
+    }
 
     /// An idle connection is mostly its task: tokio allocates a task in
     /// steps of 128 bytes (the future plus about 104), so a future of at
     /// most 408 bytes keeps it at 512. The socket alone is over 300.
     #[tokio::test]
     async fn the_connection_task_stays_small() {
-        let dir = std::env::temp_dir().join(format!("herald-ws-size-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = Db::connect(&Db::sqlite_url_in(&dir)).await.unwrap();
-        let live = Live::new(db);
-        let feed = Box::new(Feed {
-            sub: live.subscribe("default", "ada", true),
-            out: VecDeque::new(),
-            last_id: String::new(),
-            recent: None,
-        });
-        let task = run_websocket(Pending::never(), feed);
+        let (live, _db, dir) = hub().await;
+        let task = run_websocket(Pending::never(), feed(live.subscribe("default", "ada", true), String::new()));
         let size = std::mem::size_of_val(&task);
         eprintln!("connection task future: {size} bytes");
         assert!(size <= 408, "a WebSocket connection's future grew to {size} bytes");
         drop(task);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A lagged connection gets what it missed from the database, then the
+    /// count: a count follows its notifications, as everywhere else.
+    #[tokio::test]
+    async fn after_a_lag_the_missed_notes_come_before_the_count() {
+        let (live, db, dir) = hub().await;
+        let seen = item(&db, "ada").await;
+        let missed = [item(&db, "ada").await, item(&db, "ada").await];
+        let mut feed = feed(live.subscribe("default", "ada", false), seen.id.clone());
+        let lagged = Batch { lagged: true, count: Some(3), ..Batch::default() };
+        assert!(matches!(feed.absorb(lagged), Absorbed::Lagged));
+        assert!(feed.recover().await);
+        let mut sent = Vec::new();
+        while let Some(out) = feed.pop() {
+            sent.push(match out {
+                Out::Note(note) => note.id.clone(),
+                Out::Count(n) => format!("count {n}"),
+                Out::Ping => "ping".to_owned(),
+            });
+        }
+        assert_eq!(sent, [missed[0].id.clone(), missed[1].id.clone(), "count 3".to_owned()]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -78,12 +78,12 @@ impl PeopleConfig {
         })
     }
 
-    /// Whether routing `event` to people can find anyone.
     /// The severity of `kind`, when its type defines one.
     pub fn severity_of(&self, kind: &str) -> Option<Severity> {
         self.severities.get(kind).copied()
     }
 
+    /// Whether routing `event` to people can find anyone.
     pub fn wants(&self, event: &NewEvent, audiences: &[(RuleId, Audience)]) -> bool {
         !event.recipients.is_empty() || !audiences.is_empty() || self.subscribed_types.contains(&event.event_type)
     }

@@ -268,7 +268,7 @@ async fn a_notification_reaches_a_client_on_another_node() {
 /// What a client sends: a ping is answered with its payload, a message of
 /// its own is ignored (the connection stays and still gets notifications),
 /// a message over the 4 KiB limit ends the connection, and a close is
-/// answered. The server keeps no read buffer until the client sends.
+/// answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_frames_are_answered_ignored_or_refused() {
     let (db, dir) = (TestDb::new(Backend::Sqlite).await, TempDir::new());

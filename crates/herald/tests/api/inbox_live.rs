@@ -266,9 +266,9 @@ async fn a_notification_reaches_a_client_on_another_node() {
 }
 
 /// What a client sends: a ping is answered with its payload, a message of
-/// its own is ignored (the connection stays and still gets notifications),
-/// a message over the 4 KiB limit ends the connection, and a close is
-/// answered.
+/// its own is ignored (the connection stays and still gets notifications,
+/// big ones too), a message over the 4 KiB limit ends the connection, and
+/// a close is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_frames_are_answered_ignored_or_refused() {
     let (db, dir) = (TestDb::new(Backend::Sqlite).await, TempDir::new());
@@ -284,13 +284,22 @@ async fn client_frames_are_answered_ignored_or_refused() {
     notify(&app, "ada", "still here").await;
     assert_eq!(ws_next(&mut ws, LIVE_WITHIN).await["data"]["title"], json!("still here"));
     assert_eq!(ws_next(&mut ws, LIVE_WITHIN).await, count(1));
+    // A big notification (its data is the event's, up to the body limit) goes out whole.
+    let big = "x".repeat(300_000);
+    let (status, body) = app
+        .post("/v1/events", json!({"type": "task_due", "data": {"title": "big", "blob": big}, "recipients": ["ada"]}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let note = ws_next(&mut ws, LIVE_WITHIN).await;
+    assert_eq!(note["data"]["data"]["blob"].as_str().map(str::len), Some(300_000));
+    assert_eq!(ws_next(&mut ws, LIVE_WITHIN).await, count(2));
 
     ws.send(Message::Binary(vec![7; 10_000].into())).await.unwrap();
     let end = tokio::time::timeout(LIVE_WITHIN, ws.next()).await.expect("the connection ends");
     assert!(matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))), "{end:?}");
 
     let mut ws = ws_connect(&app, &format!("?token={ada}"), None).await.unwrap();
-    assert_eq!(ws_next(&mut ws, LIVE_WITHIN).await, count(1));
+    assert_eq!(ws_next(&mut ws, LIVE_WITHIN).await, count(2));
     ws.close(None).await.unwrap();
     let answer = tokio::time::timeout(LIVE_WITHIN, ws.next()).await.expect("the close is answered");
     assert!(matches!(answer, None | Some(Ok(Message::Close(_)))), "{answer:?}");

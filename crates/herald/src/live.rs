@@ -343,6 +343,21 @@ impl Hub {
         });
     }
 
+    /// After announcements may have been missed: every connection catches
+    /// up from the database (marked lagged) and gets its count again.
+    fn resync(self: &Arc<Self>) {
+        self.each_conn(|c| {
+            c.update(|b| {
+                b.notes = Vec::new();
+                b.lagged = true;
+            });
+        });
+        metrics::counter!("herald_live_resyncs_total").increment(1);
+        let keys: Vec<Arc<str>> = self.recipients.lock().expect("live hub lock").keys().cloned().collect();
+        let who: Vec<(&str, &str)> = keys.iter().filter_map(|k| k.split_once('\n')).collect();
+        self.spawn_refresh(self.mark(&who));
+    }
+
     fn each_conn(&self, f: impl Fn(&Conn)) {
         let map = self.recipients.lock().expect("live hub lock");
         map.values().flat_map(|r| r.conns.iter()).for_each(|c| f(c));

@@ -123,13 +123,17 @@ fn payloads(node: &str, announcements: impl Iterator<Item = Announcement>) -> Ve
     out
 }
 
-/// Listens for other nodes' announcements until shutdown.
+/// Listens for other nodes' announcements until shutdown. Announcements
+/// sent while the listening connection was lost are gone: once it is back,
+/// every connection here catches up from the database ([`Hub::resync`]).
 pub(super) async fn listener(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: CancellationToken) {
+    let mut lost = false;
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for other nodes' inbox changes; retrying");
+                lost = true;
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -138,18 +142,31 @@ pub(super) async fn listener(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: Cancel
         };
         if let Err(e) = listener.listen(CHANNEL).await {
             tracing::warn!(error = %e, "LISTEN herald_inbox failed; retrying");
-            continue;
+            lost = true;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            }
+        }
+        if std::mem::take(&mut lost) {
+            hub.resync();
         }
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                msg = listener.recv() => match msg {
-                    Ok(n) => match serde_json::from_str::<Wire>(n.payload()) {
+                // `None`: the connection was lost, and is listening again.
+                msg = listener.try_recv() => match msg {
+                    Ok(Some(n)) => match serde_json::from_str::<Wire>(n.payload()) {
                         Ok(wire) => hub.heard(wire).await,
                         Err(e) => tracing::warn!(error = %e, "an unreadable herald_inbox notification"),
                     },
+                    Ok(None) => {
+                        tracing::warn!("the inbox notification connection was lost and is back; live connections catch up");
+                        hub.resync();
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "lost the inbox notification connection; reconnecting");
+                        lost = true;
                         break;
                     }
                 }

@@ -263,6 +263,30 @@ async fn a_notification_reaches_a_client_on_another_node() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ws_next(&mut ws, LIVE_WITHIN).await, count(0));
     assert_eq!(sse.next(LIVE_WITHIN).await.1, count(0));
+
+    // The listening connections are cut (a proxy's idle reaper, a network
+    // blip): announcements sent meanwhile are lost, so once listening again
+    // every connection catches up from the database and gets its count anew.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url.as_deref().unwrap()).await.unwrap();
+    let cut: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%herald_inbox%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(cut.len(), 2, "each node listens on one connection");
+    assert_eq!(ws_next(&mut ws, Duration::from_secs(10)).await, count(0), "a resync after the lost LISTEN");
+    assert_eq!(sse.next(Duration::from_secs(10)).await.1, count(0));
+    notify(&a, "ada", "after the cut").await;
+    let mut titles = Vec::new();
+    while titles.is_empty() {
+        let message = ws_next(&mut ws, LIVE_WITHIN).await;
+        if message["type"] == "notification" {
+            titles.push(message["data"]["title"].clone());
+        }
+    }
+    assert_eq!(titles, [json!("after the cut")], "listening again");
 }
 
 /// What a client sends: a ping is answered with its payload, a message of

@@ -115,12 +115,16 @@ pub fn endpoint_origin(endpoint: &str) -> String {
 #[derive(Default)]
 pub struct Report {
     gone: std::sync::Mutex<Vec<String>>,
+    destination_gone: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let gone = self.gone.lock().map(|g| g.len()).unwrap_or_default();
-        f.debug_struct("Report").field("gone_subscriptions", &gone).finish()
+        f.debug_struct("Report")
+            .field("gone_subscriptions", &gone)
+            .field("destination_gone", &self.is_destination_gone())
+            .finish()
     }
 }
 
@@ -133,6 +137,17 @@ impl Report {
     /// The endpoints reported gone.
     pub fn gone_subscriptions(&self) -> Vec<String> {
         self.gone.lock().expect("report lock").clone()
+    }
+
+    /// The destination said it is gone for good (a webhook endpoint's 410,
+    /// which the Standard Webhooks spec reads as "disable me"): the
+    /// integration is to be disabled.
+    pub fn destination_gone(&self) {
+        self.destination_gone.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_destination_gone(&self) -> bool {
+        self.destination_gone.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

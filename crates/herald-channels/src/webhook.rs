@@ -208,7 +208,11 @@ impl WebhookTarget {
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
             .body(body);
-        crate::http::send_and_classify(request, timeout).await
+        let outcome = crate::http::send_and_classify(request, timeout).await;
+        if outcome.status_code() == Some(410) {
+            message.report.destination_gone();
+        }
+        outcome
     }
 }
 

@@ -19,11 +19,14 @@ pub struct IntegrationRow {
     pub enabled: bool,
     /// People's channels of this kind go through this integration.
     pub is_default: bool,
+    /// Why Herald disabled it (a webhook endpoint answered 410); cleared
+    /// when it is enabled again.
+    pub disabled_reason: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, tenant_id, name, type, config, enabled, is_default, created_at, updated_at";
+const COLUMNS: &str = "id, tenant_id, name, type, config, enabled, is_default, disabled_reason, created_at, updated_at";
 
 impl Db {
     pub async fn insert_integration(&self, r: &IntegrationRow) -> Result<()> {
@@ -39,10 +42,12 @@ impl Db {
         tx.commit().await
     }
 
-    /// Replaces name, config and enabled of an integration of `r.tenant_id`;
-    /// `false` when it does not exist there.
+    /// Replaces name, config and enabled of an integration of `r.tenant_id`
+    /// (enabling it clears why it was disabled); `false` when it does not
+    /// exist there.
     pub async fn update_integration(&self, r: &IntegrationRow) -> Result<bool> {
-        let sql = "UPDATE integrations SET name = $3, config = $4, enabled = $5, is_default = $6, updated_at = $7 \
+        let sql = "UPDATE integrations SET name = $3, config = $4, enabled = $5, is_default = $6, updated_at = $7, \
+                   disabled_reason = CASE WHEN $5 THEN NULL ELSE disabled_reason END \
                    WHERE tenant_id = $1 AND id = $2";
         let mut tx = self.begin().await?;
         let n = on_tx!(&mut tx, conn => sqlx::query(sql)
@@ -50,6 +55,24 @@ impl Db {
             .execute(conn).await?.rows_affected());
         tx.only_default(r).await?;
         tx.bump_config_version(&r.tenant_id).await?;
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Disables an enabled integration on Herald's own decision, saying why;
+    /// routing stops at once (the tenant's config version moves), pending
+    /// deliveries to it are skipped. `false` when it was not enabled.
+    pub async fn disable_integration(&self, tenant: &str, id: &str, reason: &str, at: i64) -> Result<bool> {
+        let sql = "UPDATE integrations SET enabled = $3, disabled_reason = $4, \
+                   updated_at = CASE WHEN updated_at < $5 THEN $5 ELSE updated_at + 1 END \
+                   WHERE tenant_id = $1 AND id = $2 AND enabled = $6";
+        let mut tx = self.begin().await?;
+        let n = on_tx!(&mut tx, conn => sqlx::query(sql)
+            .bind(tenant).bind(id).bind(false).bind(reason).bind(at).bind(true)
+            .execute(conn).await?.rows_affected());
+        if n == 1 {
+            tx.bump_config_version(tenant).await?;
+        }
         tx.commit().await?;
         Ok(n == 1)
     }

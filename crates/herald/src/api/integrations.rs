@@ -92,6 +92,10 @@ pub struct IntegrationOut {
     kind: String,
     config: Value,
     enabled: bool,
+    /// Why Herald disabled it (a webhook endpoint answered 410 Gone);
+    /// present only then, and cleared by enabling it again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_reason: Option<String>,
     /// The integration people's channels of this type use (else the only
     /// enabled one of its type).
     default: bool,
@@ -123,6 +127,7 @@ fn out(state: &AppState, row: IntegrationRow) -> IntegrationOut {
         kind: row.kind,
         config,
         enabled: row.enabled,
+        disabled_reason: row.disabled_reason,
         default: row.is_default,
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
@@ -250,6 +255,7 @@ async fn create(
         config,
         enabled: input.enabled,
         is_default: input.default,
+        disabled_reason: None,
         created_at: now,
         updated_at: now,
     };
@@ -330,6 +336,10 @@ async fn save(
     row.name = name;
     row.config = config;
     row.enabled = enabled;
+    if enabled {
+        // As the update does: enabling it again is the answer to why it was disabled.
+        row.disabled_reason = None;
+    }
     row.is_default = is_default;
     row.updated_at = now_ms().max(row.updated_at + 1);
     if !state.db.update_integration(&row).await? {

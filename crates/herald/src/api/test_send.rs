@@ -26,6 +26,8 @@ use crate::{
 
 /// Test sends allowed per tenant per minute.
 const PER_MINUTE: usize = 10;
+/// The event type of a test send.
+pub const TEST_EVENT_TYPE: &str = "herald.test";
 
 /// A sliding-window limit on test sends per tenant.
 #[derive(Default)]
@@ -74,7 +76,7 @@ pub async fn test(
     let event = NewEvent {
         id: EventId::new().into_string(),
         tenant_id: caller.tenant.clone(),
-        event_type: "herald.test".into(),
+        event_type: TEST_EVENT_TYPE.into(),
         severity: "info".into(),
         severity_given: true,
         data: data.to_string(),

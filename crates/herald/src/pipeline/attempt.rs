@@ -17,6 +17,7 @@ use herald_store::queue::{Completion, Job};
 use herald_store::recipients::RecipientRow;
 
 use crate::{
+    api::test_send::TEST_EVENT_TYPE,
     render::{self, Subject},
     secrets,
     state::{AppState, now_ms, rfc3339},
@@ -179,7 +180,41 @@ async fn send(target: &dyn Target, job: &Job, config: &str, to: Option<&str>, st
     };
     let outcome = target.send(&message, state.config.attempt_timeout).await;
     super::push::forget_gone(state, job, &report).await;
+    if report.is_destination_gone() {
+        return disable_gone(state, job, outcome).await;
+    }
     outcome
+}
+
+/// A destination gone for good (a webhook endpoint's 410): its integration
+/// is disabled, saying why, so no more deliveries are made to it; the
+/// attempt says so. Not for a test send: that is how one checks an
+/// endpoint, and the answer is in front of whoever sent it.
+async fn disable_gone(state: &AppState, job: &Job, outcome: Outcome) -> Outcome {
+    let Some(id) = job.integration_id.as_deref().filter(|_| job.event_type != TEST_EVENT_TYPE) else {
+        return outcome;
+    };
+    let now = now_ms();
+    let reason = format!("the endpoint answered 410 Gone at {} (delivery {})", rfc3339(now), job.delivery_id);
+    let note = match state.db.disable_integration(&job.tenant_id, id, &reason, now).await {
+        Ok(true) => {
+            tracing::warn!(integration_id = id, tenant = %job.tenant_id, "a webhook endpoint answered 410 Gone; integration disabled");
+            metrics::counter!("herald_integrations_disabled_total", "reason" => "gone").increment(1);
+            "the integration is now disabled"
+        }
+        // Another attempt got there first, or an admin did.
+        Ok(false) => "the integration is disabled",
+        Err(e) => {
+            tracing::error!(integration_id = id, error = %e, "could not disable an integration whose endpoint is gone");
+            "disabling the integration failed"
+        }
+    };
+    match outcome {
+        Outcome::Failed { status_code, error, detail } => {
+            Outcome::Failed { status_code, error: format!("{error}; {note}"), detail }
+        }
+        other => other,
+    }
 }
 
 /// The person a delivery is for, when it is for one and they still exist.

@@ -108,6 +108,58 @@ backend_test!(server_errors_are_retried_then_succeed, |backend: Backend| async m
     assert_eq!(ids, vec![id.clone(), id.clone(), id.clone()]);
 });
 
+// Standard Webhooks: a 410 means the endpoint is gone for good. The
+// delivery fails, the integration is disabled with the reason shown, the
+// next event's delivery is skipped, and enabling it again clears the reason.
+backend_test!(a_410_disables_the_webhook_integration, |backend: Backend| async move {
+    let (db, dir) = (TestDb::new(backend).await, TempDir::new());
+    let app = App::spawn(backend, &db, &dir).await;
+    let sink = Sink::start().await;
+    sink.script([Reply::status(410).with_body("this endpoint was removed")]);
+    let (int, _) = app.webhook(&sink.url()).await;
+    app.rule(&["*"], None, &[&int]).await;
+    let id = app.event_with_delivery("job.failed", json!({})).await;
+    let failed = app.wait_for_delivery(&id, "failed").await;
+    let attempt = &failed["attempts"][0];
+    assert_eq!(attempt["error"], json!("HTTP 410 Gone; the integration is now disabled"), "{attempt}");
+    assert_eq!(attempt["response"], json!("this endpoint was removed"), "{attempt}");
+
+    let (_, integration) = app.get(&format!("/v1/integrations/{int}")).await;
+    assert_eq!(integration["enabled"], json!(false), "{integration}");
+    let reason = integration["disabled_reason"].as_str().unwrap();
+    assert!(reason.starts_with("the endpoint answered 410 Gone at ") && reason.contains(&id), "{reason}");
+
+    let next = app.event("job.failed", json!({})).await;
+    let routed = app.routed(&next).await;
+    assert_eq!(
+        (&routed[0]["status"], &routed[0]["skip_reason"]),
+        (&json!("skipped"), &json!("integration disabled")),
+        "{routed:?}"
+    );
+    assert_eq!(sink.count(), 1, "nothing more was sent to the gone endpoint");
+
+    // Enabled again by an admin: the reason goes, deliveries resume.
+    let enable = json!({"enabled": true});
+    let (status, body) = app
+        .request(reqwest::Method::PATCH, &format!("/v1/integrations/{int}"), crate::helpers::ADMIN, Some(&enable))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["enabled"], body.get("disabled_reason")), (&json!(true), None), "{body}");
+    let (_, stored) = app.get(&format!("/v1/integrations/{int}")).await;
+    assert_eq!((&stored["enabled"], stored.get("disabled_reason")), (&json!(true), None), "{stored}");
+    let again = app.event_with_delivery("job.failed", json!({})).await;
+    app.wait_for_delivery(&again, "sent").await;
+
+    // A test send that meets a 410 reports it and disables nothing: that
+    // is how one checks an endpoint.
+    sink.script([Reply::status(410)]);
+    let (status, test) = app.post(&format!("/v1/integrations/{int}/test"), json!({})).await;
+    assert_eq!(status, 200, "{test}");
+    let (_, stored) = app.get(&format!("/v1/integrations/{int}")).await;
+    assert_eq!(stored["enabled"], json!(true), "{test} {stored}");
+    assert_eq!(sink.count(), 3, "the test send met the 410: {test}");
+});
+
 backend_test!(client_error_fails_at_once_and_manual_retry_succeeds, |backend: Backend| async move {
     let (db, dir) = (TestDb::new(backend).await, TempDir::new());
     let app = App::spawn(backend, &db, &dir).await;

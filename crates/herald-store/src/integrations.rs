@@ -4,7 +4,7 @@
 use sqlx::{AssertSqlSafe, FromRow};
 
 use crate::{
-    Db, Result, on_db, on_tx,
+    Db, Result, on_db, on_tx, on_write,
     sql::{Filter, bind_all},
 };
 
@@ -22,11 +22,14 @@ pub struct IntegrationRow {
     /// Why Herald disabled it (a webhook endpoint answered 410); cleared
     /// when it is enabled again.
     pub disabled_reason: Option<String>,
+    /// Since when every attempt to it has failed (webhooks only).
+    pub failing_since: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, tenant_id, name, type, config, enabled, is_default, disabled_reason, created_at, updated_at";
+const COLUMNS: &str =
+    "id, tenant_id, name, type, config, enabled, is_default, disabled_reason, failing_since, created_at, updated_at";
 
 impl Db {
     pub async fn insert_integration(&self, r: &IntegrationRow) -> Result<()> {
@@ -43,11 +46,11 @@ impl Db {
     }
 
     /// Replaces name, config and enabled of an integration of `r.tenant_id`
-    /// (enabling it clears why it was disabled); `false` when it does not
-    /// exist there.
+    /// (enabling it clears why it was disabled; any save restarts the
+    /// failing clock); `false` when it does not exist there.
     pub async fn update_integration(&self, r: &IntegrationRow) -> Result<bool> {
         let sql = "UPDATE integrations SET name = $3, config = $4, enabled = $5, is_default = $6, updated_at = $7, \
-                   disabled_reason = CASE WHEN $5 THEN NULL ELSE disabled_reason END \
+                   disabled_reason = CASE WHEN $5 THEN NULL ELSE disabled_reason END, failing_since = NULL \
                    WHERE tenant_id = $1 AND id = $2";
         let mut tx = self.begin().await?;
         let n = on_tx!(&mut tx, conn => sqlx::query(sql)
@@ -75,6 +78,22 @@ impl Db {
         }
         tx.commit().await?;
         Ok(n == 1)
+    }
+
+    /// Starts an integration's failing clock at `at`, unless it runs already.
+    pub async fn integration_failing(&self, tenant: &str, id: &str, at: i64) -> Result<()> {
+        let sql = "UPDATE integrations SET failing_since = $3 \
+                   WHERE tenant_id = $1 AND id = $2 AND failing_since IS NULL";
+        on_write!(self, pool => sqlx::query(sql).bind(tenant).bind(id).bind(at).execute(pool).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Stops an integration's failing clock: an attempt succeeded.
+    pub async fn integration_recovered(&self, tenant: &str, id: &str) -> Result<()> {
+        let sql = "UPDATE integrations SET failing_since = NULL \
+                   WHERE tenant_id = $1 AND id = $2 AND failing_since IS NOT NULL";
+        on_write!(self, pool => sqlx::query(sql).bind(tenant).bind(id).execute(pool).await.map(|_| ())?);
+        Ok(())
     }
 
     pub async fn get_integration(&self, tenant: &str, id: &str) -> Result<Option<IntegrationRow>> {

@@ -35,12 +35,15 @@ pub struct Job {
     pub integration_config: Option<String>,
     pub integration_enabled: Option<bool>,
     pub integration_updated_at: Option<i64>,
+    /// Since when every attempt to the integration has failed (webhooks).
+    pub integration_failing_since: Option<i64>,
 }
 
 /// Reads claimed deliveries `d` with their events and integrations.
 const JOB_SELECT: &str = "SELECT d.id AS delivery_id, d.tenant_id, d.event_id, d.event_type, e.severity, e.data, \
       e.created_at AS event_created_at, d.integration_id, d.recipient_id, d.address, d.channel, d.attempts, d.lease_token, \
-      i.config AS integration_config, i.enabled AS integration_enabled, i.updated_at AS integration_updated_at \
+      i.config AS integration_config, i.enabled AS integration_enabled, i.updated_at AS integration_updated_at, \
+      i.failing_since AS integration_failing_since \
     FROM d JOIN events e ON e.id = d.event_id \
     LEFT JOIN integrations i ON i.id = d.integration_id AND i.tenant_id = d.tenant_id";
 

@@ -45,6 +45,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How often live-inbox WebSockets are pinged.
     pub live_ping: Duration,
+    /// A webhook integration whose every attempt has failed for this long
+    /// is disabled; `None`: never.
+    pub disable_failing_after: Option<Duration>,
 }
 
 /// One row of the settings table: name, default, meaning.
@@ -64,6 +67,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("lease", "60s", "how long a claimed delivery stays with its worker; must exceed attempt_timeout"),
     ("delivery_concurrency", "256", "deliveries in flight at once per node"),
     ("shutdown_grace", "10s", "on SIGTERM, how long in-flight deliveries may finish before they are released"),
+    (
+        "disable_failing_after",
+        "5d",
+        "a webhook integration whose every attempt has failed for this long is disabled; off to never disable",
+    ),
     (
         "live_ping",
         "30s",
@@ -180,6 +188,18 @@ impl Config {
             lease: duration("lease")?,
             delivery_concurrency: number("delivery_concurrency")?.max(1),
             shutdown_grace: duration("shutdown_grace")?,
+            disable_failing_after: match get("disable_failing_after").trim() {
+                "off" => None,
+                _ => match duration("disable_failing_after")? {
+                    d if d < Duration::from_secs(1) => {
+                        return Err(bad(
+                            "disable_failing_after",
+                            format!("{d:?} is under a second (`off` never disables)"),
+                        ));
+                    }
+                    d => Some(d),
+                },
+            },
             live_ping: match duration("live_ping")? {
                 d if d < Duration::from_secs(1) || d > Duration::from_secs(3600) => {
                     return Err(bad("live_ping", format!("{d:?} is not between 1 second and 1 hour")));
@@ -263,6 +283,8 @@ mod tests {
             ("live_ping", "0s"),
             ("live_ping", "500ms"),
             ("live_ping", "2h"),
+            ("disable_failing_after", "0s"),
+            ("disable_failing_after", "never"),
         ] {
             let mut v = defaults();
             v.insert(k.into(), val.into());

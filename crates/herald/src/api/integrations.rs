@@ -96,6 +96,10 @@ pub struct IntegrationOut {
     /// present only then, and cleared by enabling it again.
     #[serde(skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<String>,
+    /// Since when every attempt has failed (webhooks; present only then).
+    /// Past `HERALD_DISABLE_FAILING_AFTER` the integration is disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failing_since: Option<String>,
     /// The integration people's channels of this type use (else the only
     /// enabled one of its type).
     default: bool,
@@ -128,6 +132,7 @@ fn out(state: &AppState, row: IntegrationRow) -> IntegrationOut {
         config,
         enabled: row.enabled,
         disabled_reason: row.disabled_reason,
+        failing_since: row.failing_since.map(rfc3339),
         default: row.is_default,
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
@@ -256,6 +261,7 @@ async fn create(
         enabled: input.enabled,
         is_default: input.default,
         disabled_reason: None,
+        failing_since: None,
         created_at: now,
         updated_at: now,
     };
@@ -340,6 +346,7 @@ async fn save(
         // As the update does: enabling it again is the answer to why it was disabled.
         row.disabled_reason = None;
     }
+    row.failing_since = None;
     row.is_default = is_default;
     row.updated_at = now_ms().max(row.updated_at + 1);
     if !state.db.update_integration(&row).await? {

@@ -122,6 +122,7 @@ pub async fn test(
         // A disabled integration can still be tested: that is how one checks it before enabling.
         integration_enabled: Some(true),
         integration_updated_at: Some(row.updated_at),
+        integration_failing_since: None,
     };
     let mut done = attempt::run(&state, &TargetCache::default(), &job, input.recipient.as_deref()).await;
     // A test is one attempt: it never joins the retry schedule.

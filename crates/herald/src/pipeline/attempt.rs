@@ -132,6 +132,9 @@ pub async fn run(state: &AppState, targets: &TargetCache, job: &Job, to: Option<
     done.status_code = outcome.status_code().map(i64::from);
     done.error = outcome.error().map(str::to_owned);
     done.response = outcome.detail().map(|d| herald_channels::render::cut_bytes(d, MAX_EXCERPT).to_owned());
+    if let Some(note) = failing_clock(state, job, &outcome, finished).await {
+        done.error = Some(format!("{}; {note}", done.error.as_deref().unwrap_or("failed")));
+    }
     let decision = state.config.retry.decide(job.attempts.max(1) as u32, &outcome, rand::random::<f64>());
     match decision {
         RetryDecision::Sent => {
@@ -184,6 +187,49 @@ async fn send(target: &dyn Target, job: &Job, config: &str, to: Option<&str>, st
         return disable_gone(state, job, outcome).await;
     }
     outcome
+}
+
+/// A webhook integration's failing clock (as Svix's, but in the database):
+/// the first failed attempt starts it, a success stops it, and a failure
+/// past `HERALD_DISABLE_FAILING_AFTER` disables the integration. Writes
+/// only when the state changes. Returns a note for the attempt when it
+/// disabled the integration. Not for test sends, nor other channels (a
+/// person's address failing says nothing about the integration).
+async fn failing_clock(state: &AppState, job: &Job, outcome: &Outcome, now: i64) -> Option<String> {
+    let id = job.integration_id.as_deref()?;
+    if job.channel != "webhook" || job.event_type == TEST_EVENT_TYPE || job.integration_enabled != Some(true) {
+        return None;
+    }
+    let result = match (outcome, job.integration_failing_since) {
+        (Outcome::Delivered { .. }, None) => return None,
+        (Outcome::Delivered { .. }, Some(_)) => state.db.integration_recovered(&job.tenant_id, id).await,
+        (_, None) => state.db.integration_failing(&job.tenant_id, id, now).await,
+        (_, Some(since)) => {
+            let after = state.config.disable_failing_after?;
+            if now - since < after.as_millis() as i64 {
+                return None;
+            }
+            let reason = format!(
+                "every attempt failed from {} to {} (delivery {})",
+                rfc3339(since),
+                rfc3339(now),
+                job.delivery_id
+            );
+            match state.db.disable_integration(&job.tenant_id, id, &reason, now).await {
+                Ok(true) => {
+                    tracing::warn!(integration_id = id, tenant = %job.tenant_id, since, "a webhook integration failed for too long; disabled");
+                    metrics::counter!("herald_integrations_disabled_total", "reason" => "failing").increment(1);
+                    return Some(format!("failing since {}: the integration is now disabled", rfc3339(since)));
+                }
+                Ok(false) => return None,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(integration_id = id, error = %e, "could not update an integration's failing clock");
+    }
+    None
 }
 
 /// A destination gone for good (a webhook endpoint's 410): its integration

@@ -160,6 +160,47 @@ backend_test!(a_410_disables_the_webhook_integration, |backend: Backend| async m
     assert_eq!(sink.count(), 3, "the test send met the 410: {test}");
 });
 
+// A webhook integration whose every attempt fails for longer than
+// HERALD_DISABLE_FAILING_AFTER is disabled, saying since when; its clock
+// shows in the integration, and a success stops it.
+backend_test!(a_webhook_failing_for_too_long_is_disabled, |backend: Backend| async move {
+    let (db, dir) = (TestDb::new(backend).await, TempDir::new());
+    let settings = [("HERALD_DISABLE_FAILING_AFTER", "2s"), ("HERALD_RETRY_SCHEDULE", "1s,1s,1s,1s,1s,1s")];
+    let app = App::spawn_with(backend, &db, &dir, &settings).await;
+
+    // A failure starts the clock (a 400: one attempt, then it stays put);
+    // a success stops it.
+    let flaky = Sink::start().await;
+    flaky.script([Reply::status(400)]);
+    let (flaky_id, _) = app.webhook(&flaky.url()).await;
+    app.rule(&["flaky.*"], None, &[&flaky_id]).await;
+    let id = app.event_with_delivery("flaky.one", json!({})).await;
+    app.wait_for_delivery(&id, "failed").await;
+    let (_, stored) = app.get(&format!("/v1/integrations/{flaky_id}")).await;
+    assert!(stored["failing_since"].is_string() && stored["enabled"] == json!(true), "{stored}");
+    let id = app.event_with_delivery("flaky.two", json!({})).await;
+    app.wait_for_delivery(&id, "sent").await;
+    let (_, stored) = app.get(&format!("/v1/integrations/{flaky_id}")).await;
+    assert_eq!(stored.get("failing_since"), None, "{stored}");
+
+    // Always 500: retried every second until two seconds of failures, then
+    // disabled; the delivery's next turn is skipped.
+    let down = Sink::start().await;
+    down.script((0..10).map(|_| Reply::status(500)));
+    let (down_id, _) = app.webhook(&down.url()).await;
+    app.rule(&["down.*"], None, &[&down_id]).await;
+    let id = app.event_with_delivery("down.one", json!({})).await;
+    let skipped = app.wait_for_delivery(&id, "skipped").await;
+    let attempts = skipped["attempts"].as_array().unwrap();
+    let last = attempts.iter().rev().find(|a| a["outcome"] != json!("none")).unwrap();
+    let error = last["error"].as_str().unwrap();
+    assert!(error.starts_with("HTTP 500") && error.contains("the integration is now disabled"), "{skipped}");
+    let (_, stored) = app.get(&format!("/v1/integrations/{down_id}")).await;
+    assert_eq!(stored["enabled"], json!(false), "{stored}");
+    assert!(stored["disabled_reason"].as_str().unwrap().starts_with("every attempt failed from "), "{stored}");
+    assert!((2..=5).contains(&down.count()), "attempts over about two seconds: {}", down.count());
+});
+
 backend_test!(client_error_fails_at_once_and_manual_retry_succeeds, |backend: Backend| async move {
     let (db, dir) = (TestDb::new(backend).await, TempDir::new());
     let app = App::spawn(backend, &db, &dir).await;

@@ -37,6 +37,10 @@ pub struct Job {
     pub integration_updated_at: Option<i64>,
     /// Since when every attempt to the integration has failed (webhooks).
     pub integration_failing_since: Option<i64>,
+    /// A test send (`POST /v1/integrations/{id}/test`): it leaves the
+    /// integration's state alone.
+    #[sqlx(skip)]
+    pub is_test: bool,
 }
 
 /// Reads claimed deliveries `d` with their events and integrations.

@@ -339,6 +339,7 @@ async fn save(
     let previous = opened(state, channel.as_ref(), &row)?;
     let (config, generated) =
         prepare_config(state, channel.as_ref(), &row.tenant_id, &row.id, config, Some(&previous))?;
+    let read_at = row.updated_at;
     row.name = name;
     row.config = config;
     row.enabled = enabled;
@@ -349,8 +350,13 @@ async fn save(
     row.failing_since = None;
     row.is_default = is_default;
     row.updated_at = now_ms().max(row.updated_at + 1);
-    if !state.db.update_integration(&row).await? {
-        return Err(ApiError::not_found("integration", &row.id));
+    if !state.db.update_integration(&row, read_at).await? {
+        return Err(match state.db.get_integration(&row.tenant_id, &row.id).await? {
+            Some(_) => ApiError::Conflict(
+                "the integration changed while this request was handled (another request, or Herald disabled it); read it again and retry".into(),
+            ),
+            None => ApiError::not_found("integration", &row.id),
+        });
     }
     let mut body = out(state, row);
     for (field, value) in generated {

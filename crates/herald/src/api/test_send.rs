@@ -27,7 +27,7 @@ use crate::{
 /// Test sends allowed per tenant per minute.
 const PER_MINUTE: usize = 10;
 /// The event type of a test send.
-pub const TEST_EVENT_TYPE: &str = "herald.test";
+const TEST_EVENT_TYPE: &str = "herald.test";
 
 /// A sliding-window limit on test sends per tenant.
 #[derive(Default)]
@@ -123,6 +123,7 @@ pub async fn test(
         integration_enabled: Some(true),
         integration_updated_at: Some(row.updated_at),
         integration_failing_since: None,
+        is_test: true,
     };
     let mut done = attempt::run(&state, &TargetCache::default(), &job, input.recipient.as_deref()).await;
     // A test is one attempt: it never joins the retry schedule.

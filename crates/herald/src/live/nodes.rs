@@ -17,6 +17,10 @@ const MAX_PAYLOAD: usize = 7_000;
 /// Announcements waiting to be sent to other nodes; past this they are
 /// dropped (clients catch up when they reconnect).
 pub(super) const ANNOUNCE_QUEUE: usize = 8_192;
+/// The listening connection is checked this often, and must answer within
+/// [`CHECK_WITHIN`].
+const CHECK_EVERY: Duration = Duration::from_secs(30);
+const CHECK_WITHIN: Duration = Duration::from_secs(10);
 /// At most one announcing commit this often: what arrives meanwhile shares
 /// the next one (each NOTIFY commit is a WAL flush, serialised with every
 /// other NOTIFY).
@@ -124,16 +128,18 @@ fn payloads(node: &str, announcements: impl Iterator<Item = Announcement>) -> Ve
 }
 
 /// Listens for other nodes' announcements until shutdown. Announcements
-/// sent while the listening connection was lost are gone: once it is back,
-/// every connection here catches up from the database ([`Hub::resync`]).
+/// sent while nothing listened are gone: each time it listens (again, or
+/// for the first time while clients may already be connected) every
+/// connection here catches up from the database ([`Hub::resync`]). The
+/// listening connection is checked every [`CHECK_EVERY`], so one that died
+/// without a word (no reset from a proxy or a network) is noticed, and one
+/// that idles is not closed by a proxy's idle timeout.
 pub(super) async fn listener(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: CancellationToken) {
-    let mut lost = false;
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for other nodes' inbox changes; retrying");
-                lost = true;
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -142,19 +148,19 @@ pub(super) async fn listener(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: Cancel
         };
         if let Err(e) = listener.listen(CHANNEL).await {
             tracing::warn!(error = %e, "LISTEN herald_inbox failed; retrying");
-            lost = true;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
             }
         }
-        if std::mem::take(&mut lost) {
-            hub.resync();
-        }
+        hub.resync();
+        let mut check = tokio::time::interval_at(tokio::time::Instant::now() + CHECK_EVERY, CHECK_EVERY);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                // `None`: the connection was lost, and is listening again.
+                // Cancel-safe (sqlx reads whole messages only). `None`: the
+                // connection was lost, and is listening again.
                 msg = listener.try_recv() => match msg {
                     Ok(Some(n)) => match serde_json::from_str::<Wire>(n.payload()) {
                         Ok(wire) => hub.heard(wire).await,
@@ -166,7 +172,13 @@ pub(super) async fn listener(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: Cancel
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "lost the inbox notification connection; reconnecting");
-                        lost = true;
+                        break;
+                    }
+                },
+                _ = check.tick() => {
+                    let alive = tokio::time::timeout(CHECK_WITHIN, sqlx::query("SELECT 1").execute(&mut listener)).await;
+                    if !matches!(alive, Ok(Ok(_))) {
+                        tracing::warn!("the inbox notification connection does not answer; reconnecting");
                         break;
                     }
                 }

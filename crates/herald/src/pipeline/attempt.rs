@@ -17,7 +17,6 @@ use herald_store::queue::{Completion, Job};
 use herald_store::recipients::RecipientRow;
 
 use crate::{
-    api::test_send::TEST_EVENT_TYPE,
     render::{self, Subject},
     secrets,
     state::{AppState, now_ms, rfc3339},
@@ -197,16 +196,22 @@ async fn send(target: &dyn Target, job: &Job, config: &str, to: Option<&str>, st
 /// person's address failing says nothing about the integration).
 async fn failing_clock(state: &AppState, job: &Job, outcome: &Outcome, now: i64) -> Option<String> {
     let id = job.integration_id.as_deref()?;
-    if job.channel != "webhook" || job.event_type == TEST_EVENT_TYPE || job.integration_enabled != Some(true) {
+    let claimed_at = job.integration_updated_at?;
+    // A 410 has disabled it already (`disable_gone`).
+    if job.channel != "webhook"
+        || job.is_test
+        || job.integration_enabled != Some(true)
+        || outcome.status_code() == Some(410)
+    {
         return None;
     }
     let result = match (outcome, job.integration_failing_since) {
         (Outcome::Delivered { .. }, None) => return None,
         (Outcome::Delivered { .. }, Some(_)) => state.db.integration_recovered(&job.tenant_id, id).await,
-        (_, None) => state.db.integration_failing(&job.tenant_id, id, now).await,
+        (_, None) => state.db.integration_failing(&job.tenant_id, id, now, claimed_at).await,
         (_, Some(since)) => {
-            let after = state.config.disable_failing_after?;
-            if now - since < after.as_millis() as i64 {
+            let limit = state.config.disable_failing_after?.as_millis() as i64;
+            if now - since < limit {
                 return None;
             }
             let reason = format!(
@@ -215,7 +220,8 @@ async fn failing_clock(state: &AppState, job: &Job, outcome: &Outcome, now: i64)
                 rfc3339(now),
                 job.delivery_id
             );
-            match state.db.disable_integration(&job.tenant_id, id, &reason, now).await {
+            // The database's clock decides: a success since stopped it.
+            match state.db.disable_integration(&job.tenant_id, id, &reason, now, claimed_at, Some(now - limit)).await {
                 Ok(true) => {
                     tracing::warn!(integration_id = id, tenant = %job.tenant_id, since, "a webhook integration failed for too long; disabled");
                     metrics::counter!("herald_integrations_disabled_total", "reason" => "failing").increment(1);
@@ -237,19 +243,20 @@ async fn failing_clock(state: &AppState, job: &Job, outcome: &Outcome, now: i64)
 /// attempt says so. Not for a test send: that is how one checks an
 /// endpoint, and the answer is in front of whoever sent it.
 async fn disable_gone(state: &AppState, job: &Job, outcome: Outcome) -> Outcome {
-    let Some(id) = job.integration_id.as_deref().filter(|_| job.event_type != TEST_EVENT_TYPE) else {
+    let (Some(id), Some(claimed_at), false) = (job.integration_id.as_deref(), job.integration_updated_at, job.is_test)
+    else {
         return outcome;
     };
     let now = now_ms();
     let reason = format!("the endpoint answered 410 Gone at {} (delivery {})", rfc3339(now), job.delivery_id);
-    let note = match state.db.disable_integration(&job.tenant_id, id, &reason, now).await {
+    let note = match state.db.disable_integration(&job.tenant_id, id, &reason, now, claimed_at, None).await {
         Ok(true) => {
             tracing::warn!(integration_id = id, tenant = %job.tenant_id, "a webhook endpoint answered 410 Gone; integration disabled");
             metrics::counter!("herald_integrations_disabled_total", "reason" => "gone").increment(1);
             "the integration is now disabled"
         }
-        // Another attempt got there first, or an admin did.
-        Ok(false) => "the integration is disabled",
+        // Another attempt got there first, or an admin changed it since.
+        Ok(false) => "the integration is disabled already, or changed since this attempt began",
         Err(e) => {
             tracing::error!(integration_id = id, error = %e, "could not disable an integration whose endpoint is gone");
             "disabling the integration failed"

@@ -268,13 +268,24 @@ async fn a_notification_reaches_a_client_on_another_node() {
     // blip): announcements sent meanwhile are lost, so once listening again
     // every connection catches up from the database and gets its count anew.
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url.as_deref().unwrap()).await.unwrap();
-    let cut: Vec<(bool,)> = sqlx::query_as(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query LIKE 'LISTEN%herald_inbox%'",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
+    let listening = "FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%herald_inbox%'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) {listening}")))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if n == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "both nodes listen: {n} do");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cut: Vec<(bool,)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT pg_terminate_backend(pid) {listening}")))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(cut.len(), 2, "each node listens on one connection");
     assert_eq!(ws_next(&mut ws, Duration::from_secs(10)).await, count(0), "a resync after the lost LISTEN");
     assert_eq!(sse.next(Duration::from_secs(10)).await.1, count(0));

@@ -92,6 +92,11 @@ pub struct LiveResult {
     /// Notifications that arrived before their `202` was read.
     pub before_answer: u64,
     pub loaded: Usage,
+    /// Idle again after the events, every connection still open (each has
+    /// had one notification; on SQLite the database's page cache grew too).
+    pub memory_after_events: Memory,
+    /// (after events − connected) / connections.
+    pub bytes_per_connection_after_events: u64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -196,6 +201,8 @@ pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let loaded = sampler.finish().await;
+    tokio::time::sleep(SETTLE).await;
+    let memory_after_events = procfs::memory(pid).context("reading herald's memory")?;
     herald.ensure_running()?;
     if let Some(error) = errors.lock().expect("errors lock").first() {
         bail!("a WebSocket client failed: {error}");
@@ -268,6 +275,8 @@ pub async fn run(herald: &mut Herald, plan: LivePlan) -> Result<LiveResult> {
         after_answer: Latency::from_samples(&mut after),
         before_answer,
         loaded,
+        memory_after_events,
+        bytes_per_connection_after_events: per(memory_connected.rss_kib, memory_after_events.rss_kib, plan.connections),
     })
 }
 

@@ -133,7 +133,8 @@ fn live_section(r: &LiveResult) -> String {
          {:.1} MiB to {:.1} MiB, **{} bytes per idle connection** on average; the second half of them cost **{} bytes each**. Then {} events at {}/s, each to the next \
          client: {} of {} notifications received; from posting the event to the message (its durable commit \
          included): p50 {:.1} ms, p90 {:.1} ms, **p99 {:.1} ms**, max {:.1} ms. From the `202` to the message: \
-         p50 {:.1} ms, p99 {:.1} ms ({} messages arrived before their `202` was read). Afterwards all closed \
+         p50 {:.1} ms, p99 {:.1} ms ({} messages arrived before their `202` was read). Idle again with every client \
+         still connected: {} bytes more per connection than before the events. Afterwards all closed \
          ({:.1} MiB) and opened again ({:.1} MiB), twice ({:.1} MiB): {} bytes per connection between the two \
          rounds (the leak check: near 0 when a connection leaves nothing behind).\n\n",
         thousands(r.connections as u64),
@@ -153,6 +154,7 @@ fn live_section(r: &LiveResult) -> String {
         ms(r.after_answer.p50_us),
         ms(r.after_answer.p99_us),
         r.before_answer,
+        thousands(r.bytes_per_connection_after_events),
         r.memory_closed.rss_kib as f64 / 1024.0,
         r.memory_reopened.rss_kib as f64 / 1024.0,
         r.memory_reopened_again.rss_kib as f64 / 1024.0,

@@ -113,6 +113,30 @@ impl Db {
 
     /// Puts a `failed` delivery back in the queue, due now. `None` when there
     /// is no such delivery, `Some(false)` when it is not in a retryable state.
+    /// Makes an integration's deliveries created in `[from, to)` (ms) that
+    /// failed, or were skipped while it was disabled, pending again now, at
+    /// most `limit` of them, oldest first; returns how many. Delivery ids
+    /// are UUIDv7 (their first 48 bits the creation time), so the range is
+    /// an id range on the tenant's index.
+    pub async fn recover_deliveries(
+        &self,
+        tenant: &str,
+        integration: &str,
+        (from, to): (i64, i64),
+        now: i64,
+        limit: i64,
+    ) -> Result<u64> {
+        let id_at = |ms: i64| format!("dlv_{:012x}{}", ms.clamp(0, 0xffff_ffff_ffff), "0".repeat(20));
+        let sql = "UPDATE deliveries SET status = 'pending', due_at = $5, lease_token = NULL, skip_reason = NULL, updated_at = $5 \
+                   WHERE tenant_id = $1 AND id IN (SELECT id FROM deliveries \
+                     WHERE tenant_id = $1 AND id >= $2 AND id < $3 AND integration_id = $4 \
+                     AND (status = 'failed' OR (status = 'skipped' AND skip_reason = 'integration disabled')) \
+                     ORDER BY id LIMIT $6)";
+        Ok(on_write!(self, pool => sqlx::query(sql)
+            .bind(tenant).bind(id_at(from)).bind(id_at(to)).bind(integration).bind(now).bind(limit)
+            .execute(pool).await?.rows_affected()))
+    }
+
     pub async fn retry_delivery(&self, tenant: &str, id: &str, now: i64) -> Result<Option<bool>> {
         let sql = "UPDATE deliveries SET status = 'pending', due_at = $3, lease_token = NULL, updated_at = $3 \
                    WHERE tenant_id = $1 AND id = $2 AND status = 'failed'";

@@ -31,6 +31,47 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/integrations", post(create).get(list))
         .route("/v1/integrations/{id}", get(get_one).put(replace).patch(patch).delete(delete))
         .route("/v1/integrations/{id}/test", post(super::test_send::test))
+        .route("/v1/integrations/{id}/recover", post(recover))
+}
+
+/// The most deliveries one recover call puts back in the queue.
+const RECOVER_MAX: i64 = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverIn {
+    since: String,
+    until: Option<String>,
+}
+
+/// `POST /v1/integrations/{id}/recover` `{"since", "until"?}`: sends again
+/// what this integration's deliveries created in that window missed:
+/// those that failed, and those skipped while it was disabled (Svix's
+/// recover). Up to 10,000 per call, oldest first; `"more": true` says to
+/// call again.
+async fn recover(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<RecoverIn>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let now = now_ms();
+    let since = page::time_param("since", Some(&input.since))?.unwrap_or_default();
+    let until = page::time_param("until", input.until.as_deref())?.unwrap_or(now + 1);
+    if since >= until {
+        return Err(ApiError::invalid("until", "must be after `since`"));
+    }
+    let row = load(&state, &caller.tenant, &id).await?;
+    if !row.enabled {
+        return Err(ApiError::Conflict(format!(
+            "integration `{id}` is disabled; enable it first (PATCH {{\"enabled\": true}}), then recover"
+        )));
+    }
+    let requeued = state.db.recover_deliveries(&caller.tenant, &id, (since, until), now, RECOVER_MAX).await?;
+    if requeued > 0 {
+        state.wake.deliveries_committed();
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({"requeued": requeued, "more": requeued as i64 == RECOVER_MAX}))))
 }
 
 /// A new integration: `type` and `config`, or an Apprise-style `url` that

@@ -137,6 +137,9 @@ backend_test!(a_410_disables_the_webhook_integration, |backend: Backend| async m
         "{routed:?}"
     );
     assert_eq!(sink.count(), 1, "nothing more was sent to the gone endpoint");
+    let window = json!({"since": "2020-01-01T00:00:00Z"});
+    let (status, body) = app.post(&format!("/v1/integrations/{int}/recover"), window.clone()).await;
+    assert_eq!(status, 409, "a disabled integration is enabled before a recover: {body}");
 
     // Enabled again by an admin: the reason goes, deliveries resume.
     let enable = json!({"enabled": true});
@@ -150,6 +153,22 @@ backend_test!(a_410_disables_the_webhook_integration, |backend: Backend| async m
     let again = app.event_with_delivery("job.failed", json!({})).await;
     app.wait_for_delivery(&again, "sent").await;
 
+    // Recover: what failed and what was skipped while disabled goes out now;
+    // what was sent is left alone.
+    let (status, body) = app.post(&format!("/v1/integrations/{int}/recover"), window).await;
+    assert_eq!((status.as_u16(), &body["requeued"], &body["more"]), (202, &json!(2), &json!(false)), "{body}");
+    let skipped = routed[0]["id"].as_str().unwrap();
+    app.wait_for_delivery(&id, "sent").await;
+    app.wait_for_delivery(skipped, "sent").await;
+    assert_eq!(sink.count(), 4);
+    let (status, body) = app
+        .post(
+            &format!("/v1/integrations/{int}/recover"),
+            json!({"since": "2020-01-01T00:00:00Z", "until": "2019-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!((status.as_u16(), &body["field"]), (400, &json!("until")), "{body}");
+
     // A test send that meets a 410 reports it and disables nothing: that
     // is how one checks an endpoint.
     sink.script([Reply::status(410)]);
@@ -157,7 +176,7 @@ backend_test!(a_410_disables_the_webhook_integration, |backend: Backend| async m
     assert_eq!(status, 200, "{test}");
     let (_, stored) = app.get(&format!("/v1/integrations/{int}")).await;
     assert_eq!(stored["enabled"], json!(true), "{test} {stored}");
-    assert_eq!(sink.count(), 3, "the test send met the 410: {test}");
+    assert_eq!(sink.count(), 5, "the test send met the 410: {test}");
 });
 
 // A webhook integration whose every attempt fails for longer than

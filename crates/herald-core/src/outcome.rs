@@ -39,6 +39,16 @@ impl Outcome {
         }
     }
 
+    /// The same outcome with `note` after its error (what Herald did about
+    /// it); a delivery has no error to note.
+    pub fn noted(mut self, note: &str) -> Outcome {
+        if let Outcome::Retry { error, .. } | Outcome::Failed { error, .. } = &mut self {
+            error.push_str("; ");
+            error.push_str(note);
+        }
+        self
+    }
+
     /// A bounded excerpt of what the provider answered, if any.
     pub fn detail(&self) -> Option<&str> {
         match self {

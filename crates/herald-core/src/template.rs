@@ -161,39 +161,9 @@ impl TemplateSet {
     }
 }
 
-/// A template set rendered for one message: the present fields, rendered.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rendered {
-    pub subject: Option<String>,
-    pub text_body: Option<String>,
-    pub html_body: Option<String>,
-    pub title: Option<String>,
-    pub body: Option<String>,
-}
-
-impl Rendered {
-    /// The rendered text of one field, if the template had it.
-    pub fn get(&self, field: Field) -> Option<&str> {
-        match field {
-            Field::Subject => self.subject.as_deref(),
-            Field::TextBody => self.text_body.as_deref(),
-            Field::HtmlBody => self.html_body.as_deref(),
-            Field::Title => self.title.as_deref(),
-            Field::Body => self.body.as_deref(),
-        }
-    }
-
-    fn set(&mut self, field: Field, text: String) {
-        let slot = match field {
-            Field::Subject => &mut self.subject,
-            Field::TextBody => &mut self.text_body,
-            Field::HtmlBody => &mut self.html_body,
-            Field::Title => &mut self.title,
-            Field::Body => &mut self.body,
-        };
-        *slot = Some(text);
-    }
-}
+/// A template set rendered for one message: the same fields, each holding
+/// its output instead of its source.
+pub type Rendered = TemplateSet;
 
 /// What a template sees of one message.
 ///
@@ -239,7 +209,7 @@ pub fn render(set: &TemplateSet, ctx: &RenderContext) -> Result<Rendered, Templa
     let root = ctx.to_value();
     let mut out = Rendered::default();
     for (field, source) in set.fields() {
-        out.set(field, render_field(field, source, root.clone())?);
+        out.set(field, Some(render_field(field, source, root.clone())?));
     }
     Ok(out)
 }

@@ -122,6 +122,10 @@ pub async fn run(state: &AppState, targets: &TargetCache, job: &Job, to: Option<
         }
     };
     let finished = now_ms();
+    let outcome = match failing_clock(state, job, &outcome, finished).await {
+        Some(note) => outcome.noted(&note),
+        None => outcome,
+    };
     done.duration_ms = finished - done.at;
     metrics::histogram!("herald_attempt_duration_seconds", "channel" => job.channel.clone())
         .record(done.duration_ms as f64 / 1000.0);
@@ -131,9 +135,6 @@ pub async fn run(state: &AppState, targets: &TargetCache, job: &Job, to: Option<
     done.status_code = outcome.status_code().map(i64::from);
     done.error = outcome.error().map(str::to_owned);
     done.response = outcome.detail().map(|d| herald_channels::render::cut_bytes(d, MAX_EXCERPT).to_owned());
-    if let Some(note) = failing_clock(state, job, &outcome, finished).await {
-        done.error = Some(format!("{}; {note}", done.error.as_deref().unwrap_or("failed")));
-    }
     let decision = state.config.retry.decide(job.attempts.max(1) as u32, &outcome, rand::random::<f64>());
     match decision {
         RetryDecision::Sent => {
@@ -221,12 +222,8 @@ async fn failing_clock(state: &AppState, job: &Job, outcome: &Outcome, now: i64)
                 job.delivery_id
             );
             // The database's clock decides: a success since stopped it.
-            match state.db.disable_integration(&job.tenant_id, id, &reason, now, claimed_at, Some(now - limit)).await {
-                Ok(true) => {
-                    tracing::warn!(integration_id = id, tenant = %job.tenant_id, since, "a webhook integration failed for too long; disabled");
-                    metrics::counter!("herald_integrations_disabled_total", "reason" => "failing").increment(1);
-                    return Some(format!("failing since {}: the integration is now disabled", rfc3339(since)));
-                }
+            match disable(state, job, (id, claimed_at), &reason, Some(now - limit), "failing").await {
+                Ok(true) => return Some(format!("failing since {}: the integration is now disabled", rfc3339(since))),
                 Ok(false) => return None,
                 Err(e) => Err(e),
             }
@@ -247,14 +244,9 @@ async fn disable_gone(state: &AppState, job: &Job, outcome: Outcome) -> Outcome 
     else {
         return outcome;
     };
-    let now = now_ms();
-    let reason = format!("the endpoint answered 410 Gone at {} (delivery {})", rfc3339(now), job.delivery_id);
-    let note = match state.db.disable_integration(&job.tenant_id, id, &reason, now, claimed_at, None).await {
-        Ok(true) => {
-            tracing::warn!(integration_id = id, tenant = %job.tenant_id, "a webhook endpoint answered 410 Gone; integration disabled");
-            metrics::counter!("herald_integrations_disabled_total", "reason" => "gone").increment(1);
-            "the integration is now disabled"
-        }
+    let reason = format!("the endpoint answered 410 Gone at {} (delivery {})", rfc3339(now_ms()), job.delivery_id);
+    let note = match disable(state, job, (id, claimed_at), &reason, None, "gone").await {
+        Ok(true) => "the integration is now disabled",
         // Another attempt got there first, or an admin changed it since.
         Ok(false) => "the integration is disabled already, or changed since this attempt began",
         Err(e) => {
@@ -262,12 +254,27 @@ async fn disable_gone(state: &AppState, job: &Job, outcome: Outcome) -> Outcome 
             "disabling the integration failed"
         }
     };
-    match outcome {
-        Outcome::Failed { status_code, error, detail } => {
-            Outcome::Failed { status_code, error: format!("{error}; {note}"), detail }
-        }
-        other => other,
+    outcome.noted(note)
+}
+
+/// Disables the job's integration (`id` as it was at `claimed_at`) on
+/// Herald's own decision, saying why; see [`herald_store::Db::disable_integration`].
+/// Logged and counted by `why` when it happened.
+async fn disable(
+    state: &AppState,
+    job: &Job,
+    (id, claimed_at): (&str, i64),
+    reason: &str,
+    failing_before: Option<i64>,
+    why: &'static str,
+) -> Result<bool, herald_store::StoreError> {
+    let disabled =
+        state.db.disable_integration(&job.tenant_id, id, reason, now_ms(), claimed_at, failing_before).await?;
+    if disabled {
+        tracing::warn!(integration_id = id, tenant = %job.tenant_id, reason, "integration disabled");
+        metrics::counter!("herald_integrations_disabled_total", "reason" => why).increment(1);
     }
+    Ok(disabled)
 }
 
 /// The person a delivery is for, when it is for one and they still exist.

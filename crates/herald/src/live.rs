@@ -308,8 +308,10 @@ impl Live {
     /// Starts the hub's tasks until `shutdown`: the WebSocket ping timer
     /// (every `ping_every`, one timer for all connections), closing every
     /// connection at shutdown, and on PostgreSQL the announcer and the
-    /// listener for other nodes.
-    pub fn spawn(&self, shutdown: CancellationToken, ping_every: Duration) {
+    /// listener for other nodes. The answer completes once this node hears
+    /// other nodes (at once on SQLite): the server waits for it before
+    /// taking clients, who would otherwise miss what is announced meanwhile.
+    pub fn spawn(&self, shutdown: CancellationToken, ping_every: Duration) -> impl Future<Output = ()> + use<> {
         let hub = self.0.clone();
         let token = shutdown.clone();
         tokio::spawn(async move {
@@ -326,10 +328,16 @@ impl Live {
             hub.closed.store(true, Ordering::Release);
             hub.each_conn(|c| c.update(|b| b.closed = true));
         });
+        let (listening, heard) = tokio::sync::oneshot::channel();
         let rx = self.0.announce_rx.lock().expect("announce lock").take();
         if let (Db::Postgres(pool), Some(rx)) = (&self.0.db, rx) {
             tokio::spawn(nodes::announcer(pool.clone(), self.0.node.clone(), rx, shutdown.clone()));
-            tokio::spawn(nodes::listener(self.0.clone(), pool.clone(), shutdown));
+            tokio::spawn(nodes::listener(self.0.clone(), pool.clone(), shutdown, listening));
+        } else {
+            let _ = listening.send(());
+        }
+        async move {
+            let _ = heard.await;
         }
     }
 }
@@ -514,7 +522,7 @@ pub(crate) mod tests {
         live.0.ping_websockets();
         assert!(next(&ws).await.ping);
         let shutdown = CancellationToken::new();
-        live.spawn(shutdown.clone(), Duration::from_secs(30));
+        live.spawn(shutdown.clone(), Duration::from_secs(30)).await;
         shutdown.cancel();
         let batch = next(&sse).await;
         assert!(batch.closed && !batch.ping, "SSE has its own keep-alive");

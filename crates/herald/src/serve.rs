@@ -21,6 +21,10 @@ use crate::{
     state::{AdminToken, AppState, Inner, now_ms},
 };
 
+/// How long start-up waits for this node to hear the others (PostgreSQL)
+/// before it takes clients.
+const LISTEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Opens the database named by the config and applies migrations. On SQLite
 /// it also takes the data dir's lock: one process owns an SQLite queue.
 pub async fn open_db(config: &Config) -> anyhow::Result<(Db, Option<File>)> {
@@ -100,7 +104,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     wake.spawn_listener(shutdown.clone());
-    state.live.spawn(shutdown.clone(), state.config.live_ping);
+    let listening = state.live.spawn(shutdown.clone(), state.config.live_ping);
+    // Live clients taken before this node hears the others would miss what
+    // is announced meanwhile (they would catch up once it listens, but a
+    // node should start whole). Not forever: the database may be slow.
+    if tokio::time::timeout(LISTEN_WITHIN, listening).await.is_err() {
+        tracing::warn!(
+            "not yet listening for other nodes' inbox changes after {LISTEN_WITHIN:?}; serving anyway (live clients catch up once it does)"
+        );
+    }
     let worker_task = tokio::spawn(worker::run(state.clone()));
 
     let listener = tokio::net::TcpListener::bind(state.config.listen)

@@ -127,14 +127,21 @@ fn payloads(node: &str, announcements: impl Iterator<Item = Announcement>) -> Ve
     out
 }
 
-/// Listens for other nodes' announcements until shutdown. Announcements
-/// sent while nothing listened are gone: each time it listens (again, or
-/// for the first time while clients may already be connected) every
-/// connection here catches up from the database ([`Hub::resync`]). The
+/// Listens for other nodes' announcements until shutdown; `listening` hears
+/// when it first does. Announcements sent while nothing listened are gone:
+/// each time it listens (again, or for the first time if the server did not
+/// wait) every connection here catches up from the database
+/// ([`Hub::resync`]). The
 /// listening connection is checked every [`CHECK_EVERY`], so one that died
 /// without a word (no reset from a proxy or a network) is noticed, and one
 /// that idles is not closed by a proxy's idle timeout.
-pub(super) async fn listener(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: CancellationToken) {
+pub(super) async fn listener(
+    hub: Arc<Hub>,
+    pool: sqlx::PgPool,
+    shutdown: CancellationToken,
+    listening: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut listening = Some(listening);
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(l) => l,
@@ -152,6 +159,9 @@ pub(super) async fn listener(hub: Arc<Hub>, pool: sqlx::PgPool, shutdown: Cancel
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
             }
+        }
+        if let Some(first) = listening.take() {
+            let _ = first.send(());
         }
         hub.resync();
         let mut check = tokio::time::interval_at(tokio::time::Instant::now() + CHECK_EVERY, CHECK_EVERY);
